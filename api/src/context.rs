@@ -1,0 +1,78 @@
+//! What every API handler shares: the registry, the sidecar's identity, token and limits.
+
+use std::sync::Arc;
+
+use outrigger_components::ComponentRegistry;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::StateApi;
+
+/// Facts about this sidecar that the metadata API reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SidecarInfo {
+    pub app_id: String,
+    pub namespace: Option<String>,
+    pub http_port: u16,
+    pub grpc_port: u16,
+    pub app_port: Option<u16>,
+    pub app_protocol: String,
+    pub runtime_version: String,
+}
+
+/// Shared by the gRPC and HTTP servers; cheap to clone.
+#[derive(Clone)]
+pub struct ApiContext {
+    pub state: StateApi,
+    pub registry: Arc<ComponentRegistry>,
+    pub sidecar: Arc<SidecarInfo>,
+    /// `DAPR_API_TOKEN`: when set, every call but the health checks must carry it.
+    pub api_token: Option<Arc<str>>,
+    pub max_body_size: usize,
+    /// True once start-up tasks (component loading, listeners) are done.
+    pub ready: watch::Receiver<bool>,
+    /// Cancelled to ask the whole sidecar to shut down (`/v1.0/shutdown`, gRPC `Shutdown`).
+    pub shutdown: CancellationToken,
+}
+
+impl ApiContext {
+    pub fn new(
+        registry: Arc<ComponentRegistry>,
+        sidecar: SidecarInfo,
+        api_token: Option<String>,
+        max_body_size: usize,
+        ready: watch::Receiver<bool>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            state: StateApi::new(Arc::clone(&registry)),
+            registry,
+            sidecar: Arc::new(sidecar),
+            api_token: api_token.filter(|token| !token.is_empty()).map(Arc::from),
+            max_body_size,
+            ready,
+            shutdown,
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Constant-time comparison of a presented token, so timing does not leak the token.
+    pub fn token_matches(&self, presented: Option<&[u8]>) -> bool {
+        let Some(expected) = &self.api_token else {
+            return true;
+        };
+        let Some(presented) = presented else {
+            return false;
+        };
+        let expected = expected.as_bytes();
+        presented.len() == expected.len()
+            && presented
+                .iter()
+                .zip(expected)
+                .fold(0u8, |acc, (left, right)| acc | (left ^ right))
+                == 0
+    }
+}

@@ -1,0 +1,3 @@
+//! Conformance suites: one per building block, run by every component implementation's tests.
+
+pub mod state;

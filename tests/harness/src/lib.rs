@@ -1,0 +1,17 @@
+//! Test harness: real `redis-server` and `outrigger` processes on free loopback ports.
+
+pub mod redis_server;
+pub mod sidecar;
+
+pub use redis_server::RedisServer;
+
+
+use std::net::TcpListener;
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("bind 127.0.0.1:0")
+}
