@@ -186,7 +186,7 @@ pub struct BulkGetItem {
 /// How a state operation failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StateError {
-    #[error("possible etag mismatch: the etag for key {key:?} does not match the stored version")]
+    #[error("the etag for key {key:?} does not match the stored version")]
     EtagMismatch { key: String },
     #[error("invalid etag {etag:?} for key {key:?}: {reason}")]
     InvalidEtag {

@@ -1,0 +1,514 @@
+//! Outrigger's configuration: flags, `OUTRIGGER_*` environment, config file and defaults,
+//! layered with the `config` crate (defaults < file < environment < flags) and validated
+//! once into [`Config`].
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_HTTP_PORT: u16 = 3500;
+pub const DEFAULT_GRPC_PORT: u16 = 50001;
+pub const DEFAULT_MAX_BODY_SIZE: &str = "4Mi";
+
+/// `outrigger run` flags, named as daprd names them.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunArgs {
+    /// The id of the application this sidecar serves (required).
+    #[arg(long)]
+    pub app_id: Option<String>,
+    /// The port the application listens on.
+    #[arg(long)]
+    pub app_port: Option<u16>,
+    /// How to talk to the application: http or grpc.
+    #[arg(long)]
+    pub app_protocol: Option<String>,
+    /// HTTP API port (0 picks a free port) [default: 3500].
+    #[arg(long)]
+    pub dapr_http_port: Option<u16>,
+    /// gRPC API port (0 picks a free port) [default: 50001].
+    #[arg(long)]
+    pub dapr_grpc_port: Option<u16>,
+    /// Address the APIs listen on [default: 127.0.0.1].
+    #[arg(long)]
+    pub dapr_listen_addresses: Option<String>,
+    /// Directory of component YAML; may be given more than once.
+    #[arg(long = "resources-path", visible_alias = "components-path")]
+    pub resources_paths: Vec<PathBuf>,
+    /// Outrigger's own YAML config file.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// trace, debug, info, warn or error [default: info].
+    #[arg(long)]
+    pub log_level: Option<String>,
+    /// Log as JSON lines.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub log_as_json: Option<bool>,
+    /// Seconds to let in-flight requests finish on SIGTERM [default: 5].
+    #[arg(long)]
+    pub graceful_shutdown_seconds: Option<u64>,
+    /// Largest request body, e.g. 4Mi, 512Ki, 1048576 [default: 4Mi].
+    #[arg(long)]
+    pub max_body_size: Option<String>,
+}
+
+/// The config file's schema: every key optional, unknown keys refused.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FileConfig {
+    app_id: Option<String>,
+    app_port: Option<u16>,
+    app_protocol: Option<String>,
+    dapr_http_port: Option<u16>,
+    dapr_grpc_port: Option<u16>,
+    dapr_listen_addresses: Option<String>,
+    resources_paths: Option<Vec<PathBuf>>,
+    log_level: Option<String>,
+    log_as_json: Option<bool>,
+    graceful_shutdown_seconds: Option<u64>,
+    max_body_size: Option<String>,
+    namespace: Option<String>,
+    resources_poll_interval_ms: Option<u64>,
+}
+
+/// All layers merged, before validation. Field names are the layering keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MergedConfig {
+    app_id: Option<String>,
+    app_port: Option<u16>,
+    app_protocol: String,
+    dapr_http_port: u16,
+    dapr_grpc_port: u16,
+    dapr_listen_addresses: String,
+    #[serde(default)]
+    resources_paths: Vec<PathBuf>,
+    log_level: String,
+    log_as_json: bool,
+    graceful_shutdown_seconds: u64,
+    max_body_size: String,
+    namespace: Option<String>,
+    resources_poll_interval_ms: u64,
+    api_token: Option<String>,
+    app_api_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppProtocol {
+    Http,
+    Grpc,
+}
+
+impl AppProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Grpc => "grpc",
+        }
+    }
+}
+
+/// The validated configuration every part of the sidecar reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub app_id: String,
+    pub app_port: Option<u16>,
+    pub app_protocol: AppProtocol,
+    pub http_port: u16,
+    pub grpc_port: u16,
+    pub listen_address: IpAddr,
+    /// Empty means "use the embedded default components".
+    pub resources_paths: Vec<PathBuf>,
+    pub log_level: tracing::Level,
+    pub log_as_json: bool,
+    pub graceful_shutdown: Duration,
+    pub max_body_size: usize,
+    /// `DAPR_API_TOKEN`.
+    pub api_token: Option<String>,
+    /// `APP_API_TOKEN`, sent to the app by later building blocks.
+    pub app_api_token: Option<String>,
+    /// `NAMESPACE`, used by the `namespace` key prefix strategy.
+    pub namespace: Option<String>,
+    pub resources_poll_interval: Duration,
+}
+
+/// A configuration problem: names the source and the field, and says what was expected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {file}: {message}")]
+    File { file: PathBuf, message: String },
+    #[error("{field}: expected {expected}, got {got:?}")]
+    Invalid {
+        field: &'static str,
+        expected: &'static str,
+        got: String,
+    },
+    #[error("{field} is required (flag --{flag}, config file key {file_key}, or env OUTRIGGER_{env})")]
+    Missing {
+        field: &'static str,
+        flag: &'static str,
+        file_key: &'static str,
+        env: &'static str,
+    },
+    #[error("configuration: {0}")]
+    Layering(String),
+}
+
+impl Config {
+    /// A config for in-process tests: ports picked by the OS, embedded components, no token.
+    pub fn for_test(app_id: &str) -> Self {
+        Self {
+            app_id: app_id.to_string(),
+            app_port: None,
+            app_protocol: AppProtocol::Http,
+            http_port: 0,
+            grpc_port: 0,
+            listen_address: IpAddr::from([127, 0, 0, 1]),
+            resources_paths: Vec::new(),
+            log_level: tracing::Level::INFO,
+            log_as_json: false,
+            graceful_shutdown: Duration::from_secs(5),
+            max_body_size: 4 << 20,
+            api_token: None,
+            app_api_token: None,
+            namespace: None,
+            resources_poll_interval: Duration::from_millis(200),
+        }
+    }
+
+    /// Merges defaults, the config file (`--config`), `OUTRIGGER_*` variables and flags, then
+    /// validates. `env` is passed in so that tests never touch the process environment.
+    pub fn load(args: &RunArgs, env: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let layering = |error: config::ConfigError| ConfigError::Layering(error.to_string());
+        let mut builder = config::Config::builder()
+            .set_default("app_protocol", "http")
+            .and_then(|b| b.set_default("dapr_http_port", i64::from(DEFAULT_HTTP_PORT)))
+            .and_then(|b| b.set_default("dapr_grpc_port", i64::from(DEFAULT_GRPC_PORT)))
+            .and_then(|b| b.set_default("dapr_listen_addresses", "127.0.0.1"))
+            .and_then(|b| b.set_default("log_level", "info"))
+            .and_then(|b| b.set_default("log_as_json", false))
+            .and_then(|b| b.set_default("graceful_shutdown_seconds", 5))
+            .and_then(|b| b.set_default("max_body_size", DEFAULT_MAX_BODY_SIZE))
+            .and_then(|b| b.set_default("resources_poll_interval_ms", 500))
+            .map_err(layering)?;
+
+        let config_file = args
+            .config
+            .clone()
+            .or_else(|| env.get("OUTRIGGER_CONFIG").map(PathBuf::from));
+        if let Some(path) = &config_file {
+            builder = builder.add_source(config::File::from_str(
+                &file_layer(path)?,
+                config::FileFormat::Json,
+            ));
+        }
+
+        let outrigger_env: config::Map<String, String> = env
+            .iter()
+            .filter(|(name, _)| name.starts_with("OUTRIGGER_") && name.as_str() != "OUTRIGGER_CONFIG")
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("OUTRIGGER")
+                .prefix_separator("_")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("resources_paths")
+                .source(Some(outrigger_env)),
+        );
+
+        // Dapr's own variables keep their names, so existing launch scripts work.
+        for (variable, key) in [
+            ("DAPR_API_TOKEN", "api_token"),
+            ("APP_API_TOKEN", "app_api_token"),
+            ("NAMESPACE", "namespace"),
+        ] {
+            if let Some(value) = env.get(variable).filter(|value| !value.is_empty()) {
+                builder = builder.set_override(key, value.as_str()).map_err(layering)?;
+            }
+        }
+
+        builder = apply_flags(builder, args).map_err(layering)?;
+        let merged: MergedConfig = builder
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(|error| ConfigError::Layering(error.to_string()))?;
+        merged.validate()
+    }
+}
+
+/// Reads and checks the config file, returning it as the JSON layer the builder merges.
+fn file_layer(path: &Path) -> Result<String, ConfigError> {
+    let file_error = |message: String| ConfigError::File {
+        file: path.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|error| file_error(format!("cannot read: {error}")))?;
+    let file: FileConfig = if text.trim().is_empty() {
+        FileConfig::default()
+    } else {
+        serde_yaml::from_str(&text).map_err(|error| file_error(error.to_string()))?
+    };
+    let layer = SnakeCaseLayer::from(file);
+    serde_json::to_string(&layer).map_err(|error| file_error(error.to_string()))
+}
+
+/// The file's values under the layering keys, omitting what the file does not set.
+#[derive(Serialize)]
+struct SnakeCaseLayer {
+    #[serde(flatten)]
+    values: serde_json::Map<String, serde_json::Value>,
+}
+
+impl From<FileConfig> for SnakeCaseLayer {
+    fn from(file: FileConfig) -> Self {
+        let camel = serde_json::to_value(file).unwrap_or_default();
+        let values = camel
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, value)| !value.is_null())
+            .map(|(key, value)| (snake_case(key), value.clone()))
+            .collect();
+        Self { values }
+    }
+}
+
+fn snake_case(camel: &str) -> String {
+    let mut out = String::with_capacity(camel.len() + 4);
+    for character in camel.chars() {
+        if character.is_ascii_uppercase() {
+            out.push('_');
+            out.push(character.to_ascii_lowercase());
+        } else {
+            out.push(character);
+        }
+    }
+    out
+}
+
+type Builder = config::ConfigBuilder<config::builder::DefaultState>;
+
+fn apply_flags(mut builder: Builder, args: &RunArgs) -> Result<Builder, config::ConfigError> {
+    builder = builder
+        .set_override_option("app_id", args.app_id.clone())?
+        .set_override_option("app_port", args.app_port.map(i64::from))?
+        .set_override_option("app_protocol", args.app_protocol.clone())?
+        .set_override_option("dapr_http_port", args.dapr_http_port.map(i64::from))?
+        .set_override_option("dapr_grpc_port", args.dapr_grpc_port.map(i64::from))?
+        .set_override_option("dapr_listen_addresses", args.dapr_listen_addresses.clone())?
+        .set_override_option("log_level", args.log_level.clone())?
+        .set_override_option("log_as_json", args.log_as_json)?
+        .set_override_option(
+            "graceful_shutdown_seconds",
+            args.graceful_shutdown_seconds.map(|seconds| seconds.to_string()),
+        )?
+        .set_override_option("max_body_size", args.max_body_size.clone())?;
+    if !args.resources_paths.is_empty() {
+        let paths: Vec<String> = args
+            .resources_paths
+            .iter()
+            .map(|path| path.display().to_string())
+            .collect();
+        builder = builder.set_override("resources_paths", paths)?;
+    }
+    Ok(builder)
+}
+
+impl MergedConfig {
+    fn validate(self) -> Result<Config, ConfigError> {
+        let app_id = self
+            .app_id
+            .map(|id| id.trim().to_string())
+            .filter(|id| !id.is_empty())
+            .ok_or(ConfigError::Missing {
+                field: "app id",
+                flag: "app-id",
+                file_key: "appId",
+                env: "APP_ID",
+            })?;
+        if app_id.contains("||") || app_id.contains('/') || app_id.chars().any(char::is_whitespace) {
+            return Err(ConfigError::Invalid {
+                field: "--app-id",
+                expected: "an id without whitespace, '/' or '||'",
+                got: app_id,
+            });
+        }
+        let app_protocol = match self.app_protocol.to_ascii_lowercase().as_str() {
+            "http" => AppProtocol::Http,
+            "grpc" => AppProtocol::Grpc,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    field: "--app-protocol",
+                    expected: "http or grpc",
+                    got: self.app_protocol,
+                });
+            }
+        };
+        let listen_address = self.dapr_listen_addresses.trim().parse().map_err(|_| ConfigError::Invalid {
+            field: "--dapr-listen-addresses",
+            expected: "one IP address, e.g. 127.0.0.1 or 0.0.0.0",
+            got: self.dapr_listen_addresses.clone(),
+        })?;
+        let log_level = self.log_level.parse().map_err(|_| ConfigError::Invalid {
+            field: "--log-level",
+            expected: "trace, debug, info, warn or error",
+            got: self.log_level.clone(),
+        })?;
+        let max_body_size = parse_size(&self.max_body_size).ok_or_else(|| ConfigError::Invalid {
+            field: "--max-body-size",
+            expected: "a size like 4Mi, 512Ki, 16M or 1048576",
+            got: self.max_body_size.clone(),
+        })?;
+        if self.resources_poll_interval_ms == 0 {
+            return Err(ConfigError::Invalid {
+                field: "resourcesPollIntervalMs",
+                expected: "a positive number of milliseconds",
+                got: "0".into(),
+            });
+        }
+        Ok(Config {
+            app_id,
+            app_port: self.app_port,
+            app_protocol,
+            http_port: self.dapr_http_port,
+            grpc_port: self.dapr_grpc_port,
+            listen_address,
+            resources_paths: self.resources_paths,
+            log_level,
+            log_as_json: self.log_as_json,
+            graceful_shutdown: Duration::from_secs(self.graceful_shutdown_seconds),
+            max_body_size,
+            api_token: self.api_token.filter(|token| !token.is_empty()),
+            app_api_token: self.app_api_token.filter(|token| !token.is_empty()),
+            namespace: self.namespace.filter(|namespace| !namespace.is_empty()),
+            resources_poll_interval: Duration::from_millis(self.resources_poll_interval_ms),
+        })
+    }
+}
+
+/// Parses Kubernetes-style quantities (`4Mi`, `512Ki`, `1Gi`, `16M`, `1k`) and plain bytes.
+pub fn parse_size(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: usize = digits.parse().ok()?;
+    let multiplier: usize = match unit.trim() {
+        "" | "B" => 1,
+        "k" | "K" | "KB" | "kB" => 1_000,
+        "M" | "MB" => 1_000_000,
+        "G" | "GB" => 1_000_000_000,
+        "Ki" | "KiB" => 1 << 10,
+        "Mi" | "MiB" => 1 << 20,
+        "Gi" | "GiB" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(multiplier).filter(|size| *size > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn args(app_id: &str) -> RunArgs {
+        RunArgs {
+            app_id: Some(app_id.to_string()),
+            ..RunArgs::default()
+        }
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::Builder::new().suffix(".yaml").tempfile().expect("temp file");
+        file.write_all(text.as_bytes()).expect("write");
+        file
+    }
+
+    #[test]
+    fn defaults_match_daprd() {
+        let config = Config::load(&args("demo"), &HashMap::new()).expect("valid");
+        assert_eq!(config.http_port, 3500);
+        assert_eq!(config.grpc_port, 50001);
+        assert_eq!(config.max_body_size, 4 << 20);
+        assert_eq!(config.graceful_shutdown, Duration::from_secs(5));
+        assert_eq!(config.app_protocol, AppProtocol::Http);
+        assert!(config.resources_paths.is_empty());
+        assert_eq!(config.api_token, None);
+    }
+
+    #[test]
+    fn layers_apply_in_order_defaults_file_env_flags() {
+        let config_file = file("appId: from-file\ndaprHttpPort: 4000\ndaprGrpcPort: 4001\nlogLevel: debug\nresourcesPaths: [/a]\n");
+        let mut run = RunArgs {
+            config: Some(config_file.path().to_path_buf()),
+            dapr_grpc_port: Some(0),
+            ..RunArgs::default()
+        };
+        let environment = env(&[
+            ("OUTRIGGER_DAPR_HTTP_PORT", "5000"),
+            ("OUTRIGGER_DAPR_GRPC_PORT", "5001"),
+            ("DAPR_API_TOKEN", "secret"),
+            ("UNRELATED", "x"),
+        ]);
+        let config = Config::load(&run, &environment).expect("valid");
+        assert_eq!(config.app_id, "from-file");
+        assert_eq!(config.http_port, 5000, "env beats file");
+        assert_eq!(config.grpc_port, 0, "flag beats env");
+        assert_eq!(config.log_level, tracing::Level::DEBUG);
+        assert_eq!(config.resources_paths, vec![PathBuf::from("/a")]);
+        assert_eq!(config.api_token.as_deref(), Some("secret"));
+        run.resources_paths = vec![PathBuf::from("/b"), PathBuf::from("/c")];
+        let config = Config::load(&run, &environment).expect("valid");
+        assert_eq!(config.resources_paths, vec![PathBuf::from("/b"), PathBuf::from("/c")]);
+    }
+
+    #[test]
+    fn unknown_file_key_names_file_and_field() {
+        let config_file = file("appId: x\ndaprHtttpPort: 1\n");
+        let run = RunArgs {
+            config: Some(config_file.path().to_path_buf()),
+            ..RunArgs::default()
+        };
+        let error = Config::load(&run, &HashMap::new()).expect_err("typo");
+        let text = error.to_string();
+        assert!(text.contains(&config_file.path().display().to_string()), "{text}");
+        assert!(text.contains("daprHtttpPort"), "{text}");
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let cases = [
+            (RunArgs { app_protocol: Some("smtp".into()), ..args("a") }, "--app-protocol"),
+            (RunArgs { log_level: Some("loud".into()), ..args("a") }, "--log-level"),
+            (RunArgs { max_body_size: Some("4 lots".into()), ..args("a") }, "--max-body-size"),
+            (RunArgs::default(), "app id"),
+            (args("bad||id"), "--app-id"),
+        ];
+        for (run, field) in cases {
+            let error = Config::load(&run, &HashMap::new()).expect_err(field);
+            assert!(error.to_string().contains(field), "{field}: {error}");
+        }
+        let error = Config::load(&args("a"), &env(&[("OUTRIGGER_NO_SUCH_KEY", "1")])).expect_err("unknown env");
+        assert!(error.to_string().contains("no_such_key"), "{error}");
+        let error = Config::load(&args("a"), &env(&[("OUTRIGGER_DAPR_HTTP_PORT", "high")])).expect_err("bad env");
+        assert!(error.to_string().contains("dapr_http_port"), "{error}");
+    }
+
+    #[test]
+    fn sizes_parse_like_kubernetes_quantities() {
+        assert_eq!(parse_size("4Mi"), Some(4 << 20));
+        assert_eq!(parse_size("512Ki"), Some(512 << 10));
+        assert_eq!(parse_size("16M"), Some(16_000_000));
+        assert_eq!(parse_size("1024"), Some(1024));
+        assert_eq!(parse_size("0"), None);
+        assert_eq!(parse_size("Mi"), None);
+    }
+}

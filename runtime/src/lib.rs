@@ -1,0 +1,10 @@
+//! The outrigger sidecar runtime: configuration, component loading and hot reload, and the API servers.
+
+pub mod config;
+pub mod factories;
+pub mod loader;
+pub mod logging;
+pub mod sidecar;
+
+pub use config::{Config, RunArgs};
+pub use sidecar::{RunningSidecar, StartError, start};

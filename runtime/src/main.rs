@@ -1,0 +1,106 @@
+//! The `outrigger` binary.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use outrigger_runtime::{Config, RunArgs, StartError, logging};
+
+#[derive(Parser)]
+#[command(name = "outrigger", version, about = "A Dapr-compatible sidecar with a service-mesh data plane")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the sidecar next to an application.
+    Run(RunArgs),
+}
+
+/// Exit status for bad flags, config or component files.
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse_from(go_style_flags(std::env::args()));
+    let Command::Run(args) = cli.command;
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let config = match Config::load(&args, &env) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("outrigger: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    logging::init(config.log_level, config.log_as_json);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("outrigger: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(config))
+}
+
+async fn run(config: Config) -> ExitCode {
+    let sidecar = match outrigger_runtime::start(config).await {
+        Ok(sidecar) => sidecar,
+        Err(error) => {
+            tracing::error!("{error}");
+            eprintln!("outrigger: {error}");
+            return match &error {
+                StartError::Components(load) if load.is_definition_error() => ExitCode::from(EXIT_CONFIG),
+                _ => ExitCode::FAILURE,
+            };
+        }
+    };
+    let stop = sidecar.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received: stopping; in-flight requests get the grace period to finish");
+        stop.cancel();
+    });
+    sidecar.wait().await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!("cannot listen for SIGTERM: {error}");
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+/// daprd is a Go program whose flags are also written with one dash (`-app-id demo`);
+/// accept that spelling by rewriting `-name` to `--name` for multi-letter names.
+fn go_style_flags(args: impl Iterator<Item = String>) -> Vec<String> {
+    args.enumerate()
+        .map(|(index, arg)| {
+            let is_go_long = index > 0
+                && arg.len() > 2
+                && arg.starts_with('-')
+                && !arg.starts_with("--")
+                && arg[1..].chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && arg[1..].split('=').next().is_some_and(|name| name.len() > 1);
+            if is_go_long { format!("-{arg}") } else { arg }
+        })
+        .collect()
+}

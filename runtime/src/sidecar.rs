@@ -1,0 +1,160 @@
+//! Starting and stopping one sidecar: components, the two API servers, hot reload.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use outrigger_api::{ApiContext, SidecarInfo};
+use outrigger_components::ComponentRegistry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::factories::ComponentFactories;
+use crate::loader::{ComponentLoader, LoadError};
+
+/// Why the sidecar could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Components(#[from] LoadError),
+    #[error("cannot listen on {address} for the {api} API: {source}")]
+    Bind {
+        api: &'static str,
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A started sidecar. Dropping it does not stop it; call [`RunningSidecar::shutdown`].
+pub struct RunningSidecar {
+    pub http_address: SocketAddr,
+    pub grpc_address: SocketAddr,
+    pub registry: Arc<ComponentRegistry>,
+    shutdown: CancellationToken,
+    servers: JoinSet<()>,
+    grace: Duration,
+}
+
+impl RunningSidecar {
+    /// Cancelled when anything asks the sidecar to stop (a signal, or the shutdown API).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting, lets in-flight requests finish within the grace period, then returns.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        self.wait().await;
+    }
+
+    /// Waits until shutdown is requested and the servers have drained (or the grace period ran out).
+    pub async fn wait(mut self) {
+        self.shutdown.cancelled().await;
+        let drained = async {
+            while self.servers.join_next().await.is_some() {}
+        };
+        if tokio::time::timeout(self.grace, drained).await.is_err() {
+            tracing::warn!(grace = ?self.grace, "in-flight requests did not finish within the grace period; stopping anyway");
+            self.servers.abort_all();
+        }
+        tracing::info!("outrigger stopped");
+    }
+}
+
+/// Loads components, binds both API ports and starts serving.
+pub async fn start(config: Config) -> Result<RunningSidecar, StartError> {
+    let registry = Arc::new(ComponentRegistry::new());
+    let mut loader = ComponentLoader::new(&config, ComponentFactories::builtin(), Arc::clone(&registry));
+    loader.load_initial().await?;
+
+    let bind = |api: &'static str, port: u16| {
+        let address = SocketAddr::new(config.listen_address, port);
+        async move {
+            TcpListener::bind(address)
+                .await
+                .map_err(|source| StartError::Bind { api, address, source })
+        }
+    };
+    let http_listener = bind("HTTP", config.http_port).await?;
+    let grpc_listener = bind("gRPC", config.grpc_port).await?;
+    let http_address = local_address(&http_listener, "HTTP")?;
+    let grpc_address = local_address(&grpc_listener, "gRPC")?;
+
+    let shutdown = CancellationToken::new();
+    let (ready_sender, ready) = watch::channel(false);
+    let context = ApiContext::new(
+        Arc::clone(&registry),
+        SidecarInfo {
+            app_id: config.app_id.clone(),
+            namespace: config.namespace.clone(),
+            http_port: http_address.port(),
+            grpc_port: grpc_address.port(),
+            app_port: config.app_port,
+            app_protocol: config.app_protocol.as_str().to_string(),
+            runtime_version: format!("outrigger-{}", env!("CARGO_PKG_VERSION")),
+        },
+        config.api_token.clone(),
+        config.max_body_size,
+        ready,
+        shutdown.clone(),
+    );
+
+    let mut servers = JoinSet::new();
+    let stop = shutdown.clone();
+    let router = outrigger_api::http::router(context.clone());
+    servers.spawn(async move {
+        let serve = axum::serve(http_listener, router).with_graceful_shutdown(stop.cancelled_owned());
+        if let Err(error) = serve.await {
+            tracing::error!("HTTP API server failed: {error}");
+        }
+    });
+    let stop = shutdown.clone();
+    let grpc = outrigger_api::grpc::service(context);
+    servers.spawn(async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+        let serve = tonic::transport::Server::builder()
+            .add_service(grpc)
+            .serve_with_incoming_shutdown(incoming, stop.cancelled_owned());
+        if let Err(error) = serve.await {
+            tracing::error!("gRPC API server failed: {error}");
+        }
+    });
+    tokio::spawn(loader.watch(config.resources_poll_interval, shutdown.clone()));
+
+    // Ready only after components are loaded and both listeners are bound.
+    ready_sender.send_replace(true);
+    // Keep the sender alive for the sidecar's lifetime so readers never see a closed channel.
+    tokio::spawn({
+        let stop = shutdown.clone();
+        async move {
+            stop.cancelled().await;
+            ready_sender.send_replace(false);
+        }
+    });
+    tracing::info!(
+        app_id = %config.app_id,
+        http_port = http_address.port(),
+        grpc_port = grpc_address.port(),
+        "outrigger sidecar listening"
+    );
+    Ok(RunningSidecar {
+        http_address,
+        grpc_address,
+        registry,
+        shutdown,
+        servers,
+        grace: config.graceful_shutdown,
+    })
+}
+
+fn local_address(listener: &TcpListener, api: &'static str) -> Result<SocketAddr, StartError> {
+    listener.local_addr().map_err(|source| StartError::Bind {
+        api,
+        address: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })
+}
