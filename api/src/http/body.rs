@@ -39,6 +39,15 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         .map_err(|error| ApiError::malformed(format!("failed deserializing HTTP body: {error}")))
 }
 
+/// Decodes a body that must be a JSON object (serde would also accept a positional array).
+pub fn decode_json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|byte| !byte.is_ascii_whitespace());
+    if first.is_some_and(|byte| *byte != b'{') {
+        return Err(ApiError::malformed("failed deserializing HTTP body: expected a JSON object"));
+    }
+    decode_json(bytes)
+}
+
 /// Removes insignificant whitespace from valid JSON text, keeping key order and number text
 /// exactly as the app sent them.
 pub fn compact_json(raw: &str) -> String {

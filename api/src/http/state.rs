@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::body::{compact_json, decode_json, read_limited};
+use super::body::{compact_json, decode_json, decode_json_object, read_limited};
 use crate::context::ApiContext;
 use crate::error::ApiError;
 use crate::state::{
@@ -209,7 +209,7 @@ pub async fn bulk_get(
 ) -> Result<Json<Vec<BulkGetItem>>, ApiError> {
     context.state.store(&store)?;
     let bytes = read_limited(&headers, body, context.max_body_size).await?;
-    let request: BulkGetBody = decode_json(&bytes)?;
+    let request: BulkGetBody = decode_json_object(&bytes)?;
     let items = context.state.bulk_get(&store, request.keys).await?;
     Ok(Json(items.into_iter().map(bulk_item).collect()))
 }
@@ -244,7 +244,7 @@ pub async fn transaction(
         });
     }
     let bytes = read_limited(&headers, body, context.max_body_size).await?;
-    let request: TransactionBody = decode_json(&bytes)?;
+    let request: TransactionBody = decode_json_object(&bytes)?;
     let metadata = query_metadata(&query);
     let steps = request
         .operations

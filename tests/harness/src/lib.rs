@@ -4,6 +4,7 @@ pub mod redis_server;
 pub mod sidecar;
 
 pub use redis_server::RedisServer;
+pub use sidecar::{Sidecar, SidecarBuilder, outrigger_binary};
 
 
 use std::net::TcpListener;

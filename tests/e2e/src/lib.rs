@@ -1,0 +1,42 @@
+//! Shared helpers for the end-to-end tests: in-process sidecars and component files.
+
+use std::path::Path;
+
+use outrigger_runtime::{Config, RunningSidecar};
+
+/// Starts a sidecar in this process on free ports.
+pub async fn start(config: Config) -> RunningSidecar {
+    outrigger_runtime::start(config).await.expect("sidecar starts")
+}
+
+/// A config whose components come from `dir`.
+pub fn config_with_resources(app_id: &str, dir: &Path) -> Config {
+    let mut config = Config::for_test(app_id);
+    config.resources_paths = vec![dir.to_path_buf()];
+    config
+}
+
+/// Dapr Component YAML for a Redis state store.
+pub fn redis_component(name: &str, address: &str, extra_metadata: &[(&str, &str)]) -> String {
+    let mut yaml = format!(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  type: state.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: \"{address}\"\n"
+    );
+    for (key, value) in extra_metadata {
+        yaml.push_str(&format!("  - name: {key}\n    value: \"{value}\"\n"));
+    }
+    yaml
+}
+
+/// Dapr Component YAML for an in-memory state store.
+pub fn memory_component(name: &str) -> String {
+    format!("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  type: state.in-memory\n  version: v1\n")
+}
+
+/// Base URL of a running sidecar's HTTP API.
+pub fn http_base(sidecar: &RunningSidecar) -> String {
+    format!("http://{}", sidecar.http_address)
+}
+
+pub fn grpc_url(sidecar: &RunningSidecar) -> String {
+    format!("http://{}", sidecar.grpc_address)
+}
