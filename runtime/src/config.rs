@@ -133,6 +133,8 @@ pub struct Config {
     /// `NAMESPACE`, used by the `namespace` key prefix strategy.
     pub namespace: Option<String>,
     pub resources_poll_interval: Duration,
+    /// `OUTRIGGER_*` variables that name no setting; logged as a warning at start-up.
+    pub ignored_env: Vec<String>,
 }
 
 /// A configuration problem: names the source and the field, and says what was expected.
@@ -176,6 +178,7 @@ impl Config {
             app_api_token: None,
             namespace: None,
             resources_poll_interval: Duration::from_millis(200),
+            ignored_env: Vec::new(),
         }
     }
 
@@ -206,11 +209,19 @@ impl Config {
             ));
         }
 
-        let outrigger_env: config::Map<String, String> = env
-            .iter()
-            .filter(|(name, _)| name.starts_with("OUTRIGGER_") && name.as_str() != "OUTRIGGER_CONFIG")
-            .map(|(name, value)| (name.clone(), value.clone()))
-            .collect();
+        // Only the variables that name a setting are read: other OUTRIGGER_* variables (test
+        // harnesses, wrappers) are reported, not fatal, as daprd ignores unrelated variables.
+        let mut ignored_env = Vec::new();
+        let mut outrigger_env = config::Map::new();
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix("OUTRIGGER_") else { continue };
+            if ENV_KEYS.contains(&key.to_ascii_lowercase().as_str()) {
+                outrigger_env.insert(name.clone(), value.clone());
+            } else if name != "OUTRIGGER_CONFIG" {
+                ignored_env.push(name.clone());
+            }
+        }
+        ignored_env.sort();
         builder = builder.add_source(
             config::Environment::with_prefix("OUTRIGGER")
                 .prefix_separator("_")
@@ -236,9 +247,28 @@ impl Config {
             .build()
             .and_then(config::Config::try_deserialize)
             .map_err(|error| ConfigError::Layering(error.to_string()))?;
-        merged.validate()
+        let mut config = merged.validate()?;
+        config.ignored_env = ignored_env;
+        Ok(config)
     }
 }
+
+/// Settings that `OUTRIGGER_<KEY>` variables may set.
+const ENV_KEYS: &[&str] = &[
+    "app_id",
+    "app_port",
+    "app_protocol",
+    "dapr_http_port",
+    "dapr_grpc_port",
+    "dapr_listen_addresses",
+    "resources_paths",
+    "log_level",
+    "log_as_json",
+    "graceful_shutdown_seconds",
+    "max_body_size",
+    "namespace",
+    "resources_poll_interval_ms",
+];
 
 /// Reads and checks the config file, returning it as the JSON layer the builder merges.
 fn file_layer(path: &Path) -> Result<String, ConfigError> {
@@ -386,6 +416,7 @@ impl MergedConfig {
             app_api_token: self.app_api_token.filter(|token| !token.is_empty()),
             namespace: self.namespace.filter(|namespace| !namespace.is_empty()),
             resources_poll_interval: Duration::from_millis(self.resources_poll_interval_ms),
+            ignored_env: Vec::new(),
         })
     }
 }
@@ -496,8 +527,8 @@ mod tests {
             let error = Config::load(&run, &HashMap::new()).expect_err(field);
             assert!(error.to_string().contains(field), "{field}: {error}");
         }
-        let error = Config::load(&args("a"), &env(&[("OUTRIGGER_NO_SUCH_KEY", "1")])).expect_err("unknown env");
-        assert!(error.to_string().contains("no_such_key"), "{error}");
+        let config = Config::load(&args("a"), &env(&[("OUTRIGGER_NO_SUCH_KEY", "1")])).expect("unknown env is not fatal");
+        assert_eq!(config.ignored_env, vec!["OUTRIGGER_NO_SUCH_KEY".to_string()]);
         let error = Config::load(&args("a"), &env(&[("OUTRIGGER_DAPR_HTTP_PORT", "high")])).expect_err("bad env");
         assert!(error.to_string().contains("dapr_http_port"), "{error}");
     }

@@ -34,6 +34,9 @@ fn main() -> ExitCode {
         }
     };
     logging::init(config.log_level, config.log_as_json);
+    for name in &config.ignored_env {
+        tracing::warn!("ignoring environment variable {name}: it names no outrigger setting");
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -110,9 +110,14 @@ class Sidecar:
             args += ["--resources-path", str(resources_path)]
         args += list(extra_args or [])
 
-        proc_env = dict(os.environ)
-        for name in ("DAPR_API_TOKEN", "APP_API_TOKEN"):
-            proc_env.pop(name, None)
+        # Hermetic: the command line above is the whole configuration. outrigger reads every
+        # OUTRIGGER_* variable as configuration and refuses unknown ones, so this harness's
+        # own OUTRIGGER_BIN / OUTRIGGER_VENV must not leak into it either.
+        proc_env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("OUTRIGGER_") and k not in ("DAPR_API_TOKEN", "APP_API_TOKEN", "NAMESPACE")
+        }
         proc_env["NO_COLOR"] = "1"
         proc_env.update(env or {})
 

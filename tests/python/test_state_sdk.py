@@ -289,6 +289,15 @@ def test_unknown_store_is_rejected(client):
     assert "not found" in (excinfo.value.details() or "")
 
 
+def test_key_containing_double_pipe_is_rejected(client):
+    # "||" separates the app-id prefix from the key in Dapr, so Dapr refuses it in a key.
+    bad = f"a||{unique_key()}"
+    with pytest.raises(DaprGrpcError) as excinfo:
+        client.save_state(STORE, bad, "v")
+    assert excinfo.value.code() == grpc.StatusCode.INVALID_ARGUMENT, excinfo.value.details()
+    assert "||" in (excinfo.value.details() or "")
+
+
 # --------------------------------------------------------------------------------------
 # the asyncio client of the same SDK
 # --------------------------------------------------------------------------------------

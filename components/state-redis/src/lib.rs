@@ -52,8 +52,10 @@ impl RedisStateStore {
             .set_connection_timeout(Some(settings.dial_timeout))
             .set_response_timeout(Some(settings.read_timeout.max(settings.write_timeout)))
             .set_number_of_retries(settings.max_retries)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_secs(1));
+            // Short reconnect backoff: while Redis is down a call should fail in milliseconds,
+            // not wait out a long retry schedule; the next call tries to reconnect again.
+            .set_min_delay(Duration::from_millis(5))
+            .set_max_delay(Duration::from_millis(100));
         let mut connections = Vec::with_capacity(settings.pool_size);
         for _ in 0..settings.pool_size {
             let connect = ConnectionManager::new_with_config(client.clone(), config.clone());
