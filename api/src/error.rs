@@ -63,13 +63,20 @@ pub enum ApiError {
     MalformedRequest { message: String },
     #[error("input key/keyPrefix '{key}' can't contain '||'")]
     IllegalKey { key: String },
-    #[error("request body of {size} bytes is larger than the limit of {limit} bytes (--max-body-size)")]
+    #[error(
+        "request body of {size} bytes is larger than the limit of {limit} bytes (--max-body-size)"
+    )]
     BodyTooLarge { size: usize, limit: usize },
     #[error("invalid api token")]
     Unauthenticated,
     #[error("state store {store} doesn't support {feature}")]
-    StateNotSupported { store: String, feature: &'static str },
-    #[error("operation type {operation} not supported; supported operation types are upsert and delete")]
+    StateNotSupported {
+        store: String,
+        feature: &'static str,
+    },
+    #[error(
+        "operation type {operation} not supported; supported operation types are upsert and delete"
+    )]
     UnsupportedTransactionOperation { operation: String },
     #[error("{}", state_message(*.operation, .store, .key.as_deref(), .source))]
     State {
@@ -84,19 +91,32 @@ pub enum ApiError {
     NotReady(&'static str),
 }
 
-fn state_message(operation: StateOperation, store: &str, key: Option<&str>, source: &StateError) -> String {
+fn state_message(
+    operation: StateOperation,
+    store: &str,
+    key: Option<&str>,
+    source: &StateError,
+) -> String {
     let cause = match source {
-        StateError::EtagMismatch { .. } => format!("possible etag mismatch. error from state store: {source}"),
+        StateError::EtagMismatch { .. } => {
+            format!("possible etag mismatch. error from state store: {source}")
+        }
         StateError::InvalidEtag { .. } => format!("invalid etag value: {source}"),
         other => other.to_string(),
     };
     let key = key.unwrap_or_default();
     match operation {
         StateOperation::Get => format!("fail to get {key} from state store {store}: {cause}"),
-        StateOperation::BulkGet => format!("failed getting state from state store {store}: {cause}"),
+        StateOperation::BulkGet => {
+            format!("failed getting state from state store {store}: {cause}")
+        }
         StateOperation::Save => format!("failed saving state in state store {store}: {cause}"),
-        StateOperation::Delete => format!("failed deleting state with key {key} from state store {store}: {cause}"),
-        StateOperation::BulkDelete => format!("failed deleting state in state store {store}: {cause}"),
+        StateOperation::Delete => {
+            format!("failed deleting state with key {key} from state store {store}: {cause}")
+        }
+        StateOperation::BulkDelete => {
+            format!("failed deleting state in state store {store}: {cause}")
+        }
         StateOperation::Transaction => {
             format!("error while executing state transaction in state store {store}: {cause}")
         }
@@ -110,7 +130,12 @@ impl ApiError {
         }
     }
 
-    pub fn state(operation: StateOperation, store: &str, key: Option<&str>, source: StateError) -> Self {
+    pub fn state(
+        operation: StateOperation,
+        store: &str,
+        key: Option<&str>,
+        source: StateError,
+    ) -> Self {
         match source {
             StateError::NotSupported { feature } => Self::StateNotSupported {
                 store: store.to_string(),
@@ -155,7 +180,9 @@ impl ApiError {
             Self::NotReady(_) => ErrorKind::NotReady,
             Self::State { source, .. } => match source {
                 StateError::EtagMismatch { .. } => ErrorKind::Conflict,
-                StateError::InvalidEtag { .. } | StateError::InvalidRequest(_) => ErrorKind::InvalidArgument,
+                StateError::InvalidEtag { .. } | StateError::InvalidRequest(_) => {
+                    ErrorKind::InvalidArgument
+                }
                 StateError::NotSupported { .. } => ErrorKind::NotSupported,
                 StateError::Backend(_) | StateError::Timeout(_) => ErrorKind::Internal,
             },
@@ -177,7 +204,11 @@ mod tests {
         );
         assert_eq!(mismatch.kind(), ErrorKind::Conflict);
         assert_eq!(mismatch.error_code(), "ERR_STATE_SAVE");
-        assert!(mismatch.to_string().starts_with("failed saving state in state store store: possible etag mismatch"));
+        assert!(
+            mismatch
+                .to_string()
+                .starts_with("failed saving state in state store store: possible etag mismatch")
+        );
         let backend = ApiError::state(
             StateOperation::Get,
             "cache",
@@ -185,14 +216,22 @@ mod tests {
             StateError::Backend("connection refused".into()),
         );
         assert_eq!(backend.kind(), ErrorKind::Internal);
-        assert_eq!(backend.to_string(), "fail to get k from state store cache: connection refused");
+        assert_eq!(
+            backend.to_string(),
+            "fail to get k from state store cache: connection refused"
+        );
         let unsupported = ApiError::state(
             StateOperation::Transaction,
             "s",
             None,
-            StateError::NotSupported { feature: "transactions" },
+            StateError::NotSupported {
+                feature: "transactions",
+            },
         );
         assert_eq!(unsupported.error_code(), "ERR_STATE_STORE_NOT_SUPPORTED");
-        assert_eq!(unsupported.to_string(), "state store s doesn't support transactions");
+        assert_eq!(
+            unsupported.to_string(),
+            "state store s doesn't support transactions"
+        );
     }
 }

@@ -57,7 +57,10 @@ impl MetadataView {
         // Dapr keeps runtime facts in `extended`; the ports let tests that start sidecars on
         // port 0 discover where the APIs listen.
         let extended = BTreeMap::from([
-            ("daprRuntimeVersion".to_string(), sidecar.runtime_version.clone()),
+            (
+                "daprRuntimeVersion".to_string(),
+                sidecar.runtime_version.clone(),
+            ),
             ("daprHttpPort".to_string(), sidecar.http_port.to_string()),
             ("daprGrpcPort".to_string(), sidecar.grpc_port.to_string()),
         ]);
@@ -66,7 +69,12 @@ impl MetadataView {
             runtime_version: sidecar.runtime_version.clone(),
             enabled_features: Vec::new(),
             actors: Vec::new(),
-            components: context.registry.components().into_iter().map(ComponentView::from).collect(),
+            components: context
+                .registry
+                .components()
+                .into_iter()
+                .map(ComponentView::from)
+                .collect(),
             extended,
             subscriptions: Vec::new(),
             http_endpoints: Vec::new(),

@@ -93,9 +93,13 @@ impl StateApi {
     pub fn store(&self, name: &str) -> Result<Arc<RegisteredStateStore>, ApiError> {
         self.registry.state_store(name).ok_or_else(|| {
             if self.registry.has_state_stores() {
-                ApiError::StateStoreNotFound { name: name.to_string() }
+                ApiError::StateStoreNotFound {
+                    name: name.to_string(),
+                }
             } else {
-                ApiError::StateStoresNotConfigured { name: name.to_string() }
+                ApiError::StateStoresNotConfigured {
+                    name: name.to_string(),
+                }
             }
         })
     }
@@ -122,17 +126,20 @@ impl StateApi {
             .map_err(|error| ApiError::state(StateOperation::Get, store_name, Some(key), error))
     }
 
-    pub async fn bulk_get(&self, store_name: &str, keys: Vec<String>) -> Result<Vec<BulkReadItem>, ApiError> {
+    pub async fn bulk_get(
+        &self,
+        store_name: &str,
+        keys: Vec<String>,
+    ) -> Result<Vec<BulkReadItem>, ApiError> {
         let store = self.store(store_name)?;
         let stored_keys = keys
             .iter()
             .map(|key| qualify(&store, key))
             .collect::<Result<Vec<_>, _>>()?;
-        let items = store
-            .store
-            .bulk_get(stored_keys)
-            .await
-            .map_err(|error| ApiError::state(StateOperation::BulkGet, store_name, None, error))?;
+        let items =
+            store.store.bulk_get(stored_keys).await.map_err(|error| {
+                ApiError::state(StateOperation::BulkGet, store_name, None, error)
+            })?;
         Ok(items
             .into_iter()
             .zip(keys)
@@ -171,23 +178,29 @@ impl StateApi {
             .map_err(|error| ApiError::state(StateOperation::Delete, store_name, Some(&key), error))
     }
 
-    pub async fn delete_bulk(&self, store_name: &str, items: Vec<DeleteItem>) -> Result<(), ApiError> {
+    pub async fn delete_bulk(
+        &self,
+        store_name: &str,
+        items: Vec<DeleteItem>,
+    ) -> Result<(), ApiError> {
         let store = self.store(store_name)?;
         let requests = items
             .into_iter()
             .map(|item| delete_request(&store, item))
             .collect::<Result<Vec<_>, _>>()?;
         for request in requests {
-            store
-                .store
-                .delete(request)
-                .await
-                .map_err(|error| ApiError::state(StateOperation::BulkDelete, store_name, None, error))?;
+            store.store.delete(request).await.map_err(|error| {
+                ApiError::state(StateOperation::BulkDelete, store_name, None, error)
+            })?;
         }
         Ok(())
     }
 
-    pub async fn transact(&self, store_name: &str, steps: Vec<TransactionStep>) -> Result<(), ApiError> {
+    pub async fn transact(
+        &self,
+        store_name: &str,
+        steps: Vec<TransactionStep>,
+    ) -> Result<(), ApiError> {
         let store = self.store(store_name)?;
         if !store.store.features().transactional {
             return Err(ApiError::StateNotSupported {
@@ -198,8 +211,12 @@ impl StateApi {
         let operations = steps
             .into_iter()
             .map(|step| match step {
-                TransactionStep::Upsert(item) => set_request(&store, item).map(TransactionOperation::Upsert),
-                TransactionStep::Delete(item) => delete_request(&store, item).map(TransactionOperation::Delete),
+                TransactionStep::Upsert(item) => {
+                    set_request(&store, item).map(TransactionOperation::Upsert)
+                }
+                TransactionStep::Delete(item) => {
+                    delete_request(&store, item).map(TransactionOperation::Delete)
+                }
             })
             .collect::<Result<Vec<_>, _>>()?;
         if operations.is_empty() {
@@ -220,7 +237,9 @@ fn qualify(store: &RegisteredStateStore, key: &str) -> Result<String, ApiError> 
     store
         .key_prefix
         .qualify(key)
-        .map_err(|_| ApiError::IllegalKey { key: key.to_string() })
+        .map_err(|_| ApiError::IllegalKey {
+            key: key.to_string(),
+        })
 }
 
 fn non_empty(etag: Option<String>) -> Option<String> {
@@ -231,12 +250,19 @@ fn set_request(store: &RegisteredStateStore, item: SaveItem) -> Result<SetReques
     let features = store.store.features();
     let key = qualify(store, &item.key)?;
     let etag = non_empty(item.etag);
-    let ttl = ttl_from_metadata(&item.metadata).map_err(|error| ApiError::malformed(error.to_string()))?;
+    let ttl = ttl_from_metadata(&item.metadata)
+        .map_err(|error| ApiError::malformed(error.to_string()))?;
     if etag.is_some() && !features.etag {
-        return Err(ApiError::StateNotSupported { store: store.info.name.clone(), feature: "ETags" });
+        return Err(ApiError::StateNotSupported {
+            store: store.info.name.clone(),
+            feature: "ETags",
+        });
     }
     if ttl.is_some() && !features.ttl {
-        return Err(ApiError::StateNotSupported { store: store.info.name.clone(), feature: "TTL" });
+        return Err(ApiError::StateNotSupported {
+            store: store.info.name.clone(),
+            feature: "TTL",
+        });
     }
     Ok(SetRequest {
         key,
@@ -249,11 +275,17 @@ fn set_request(store: &RegisteredStateStore, item: SaveItem) -> Result<SetReques
     })
 }
 
-fn delete_request(store: &RegisteredStateStore, item: DeleteItem) -> Result<DeleteRequest, ApiError> {
+fn delete_request(
+    store: &RegisteredStateStore,
+    item: DeleteItem,
+) -> Result<DeleteRequest, ApiError> {
     let key = qualify(store, &item.key)?;
     let etag = non_empty(item.etag);
     if etag.is_some() && !store.store.features().etag {
-        return Err(ApiError::StateNotSupported { store: store.info.name.clone(), feature: "ETags" });
+        return Err(ApiError::StateNotSupported {
+            store: store.info.name.clone(),
+            feature: "ETags",
+        });
     }
     Ok(DeleteRequest {
         key,

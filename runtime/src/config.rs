@@ -148,7 +148,9 @@ pub enum ConfigError {
         expected: &'static str,
         got: String,
     },
-    #[error("{field} is required (flag --{flag}, config file key {file_key}, or env OUTRIGGER_{env})")]
+    #[error(
+        "{field} is required (flag --{flag}, config file key {file_key}, or env OUTRIGGER_{env})"
+    )]
     Missing {
         field: &'static str,
         flag: &'static str,
@@ -214,7 +216,9 @@ impl Config {
         let mut ignored_env = Vec::new();
         let mut outrigger_env = config::Map::new();
         for (name, value) in env {
-            let Some(key) = name.strip_prefix("OUTRIGGER_") else { continue };
+            let Some(key) = name.strip_prefix("OUTRIGGER_") else {
+                continue;
+            };
             if ENV_KEYS.contains(&key.to_ascii_lowercase().as_str()) {
                 outrigger_env.insert(name.clone(), value.clone());
             } else if name != "OUTRIGGER_CONFIG" {
@@ -238,7 +242,9 @@ impl Config {
             ("NAMESPACE", "namespace"),
         ] {
             if let Some(value) = env.get(variable).filter(|value| !value.is_empty()) {
-                builder = builder.set_override(key, value.as_str()).map_err(layering)?;
+                builder = builder
+                    .set_override(key, value.as_str())
+                    .map_err(layering)?;
             }
         }
 
@@ -276,7 +282,8 @@ fn file_layer(path: &Path) -> Result<String, ConfigError> {
         file: path.to_path_buf(),
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|error| file_error(format!("cannot read: {error}")))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| file_error(format!("cannot read: {error}")))?;
     let file: FileConfig = if text.trim().is_empty() {
         FileConfig::default()
     } else {
@@ -334,7 +341,8 @@ fn apply_flags(mut builder: Builder, args: &RunArgs) -> Result<Builder, config::
         .set_override_option("log_as_json", args.log_as_json)?
         .set_override_option(
             "graceful_shutdown_seconds",
-            args.graceful_shutdown_seconds.map(|seconds| seconds.to_string()),
+            args.graceful_shutdown_seconds
+                .map(|seconds| seconds.to_string()),
         )?
         .set_override_option("max_body_size", args.max_body_size.clone())?;
     if !args.resources_paths.is_empty() {
@@ -360,7 +368,8 @@ impl MergedConfig {
                 file_key: "appId",
                 env: "APP_ID",
             })?;
-        if app_id.contains("||") || app_id.contains('/') || app_id.chars().any(char::is_whitespace) {
+        if app_id.contains("||") || app_id.contains('/') || app_id.chars().any(char::is_whitespace)
+        {
             return Err(ConfigError::Invalid {
                 field: "--app-id",
                 expected: "an id without whitespace, '/' or '||'",
@@ -378,21 +387,26 @@ impl MergedConfig {
                 });
             }
         };
-        let listen_address = self.dapr_listen_addresses.trim().parse().map_err(|_| ConfigError::Invalid {
-            field: "--dapr-listen-addresses",
-            expected: "one IP address, e.g. 127.0.0.1 or 0.0.0.0",
-            got: self.dapr_listen_addresses.clone(),
-        })?;
+        let listen_address =
+            self.dapr_listen_addresses
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError::Invalid {
+                    field: "--dapr-listen-addresses",
+                    expected: "one IP address, e.g. 127.0.0.1 or 0.0.0.0",
+                    got: self.dapr_listen_addresses.clone(),
+                })?;
         let log_level = self.log_level.parse().map_err(|_| ConfigError::Invalid {
             field: "--log-level",
             expected: "trace, debug, info, warn or error",
             got: self.log_level.clone(),
         })?;
-        let max_body_size = parse_size(&self.max_body_size).ok_or_else(|| ConfigError::Invalid {
-            field: "--max-body-size",
-            expected: "a size like 4Mi, 512Ki, 16M or 1048576",
-            got: self.max_body_size.clone(),
-        })?;
+        let max_body_size =
+            parse_size(&self.max_body_size).ok_or_else(|| ConfigError::Invalid {
+                field: "--max-body-size",
+                expected: "a size like 4Mi, 512Ki, 16M or 1048576",
+                got: self.max_body_size.clone(),
+            })?;
         if self.resources_poll_interval_ms == 0 {
             return Err(ConfigError::Invalid {
                 field: "resourcesPollIntervalMs",
@@ -424,7 +438,9 @@ impl MergedConfig {
 /// Parses Kubernetes-style quantities (`4Mi`, `512Ki`, `1Gi`, `16M`, `1k`) and plain bytes.
 pub fn parse_size(text: &str) -> Option<usize> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let number: usize = digits.parse().ok()?;
     let multiplier: usize = match unit.trim() {
@@ -454,11 +470,17 @@ mod tests {
     }
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn file(text: &str) -> tempfile::NamedTempFile {
-        let mut file = tempfile::Builder::new().suffix(".yaml").tempfile().expect("temp file");
+        let mut file = tempfile::Builder::new()
+            .suffix(".yaml")
+            .tempfile()
+            .expect("temp file");
         file.write_all(text.as_bytes()).expect("write");
         file
     }
@@ -477,7 +499,9 @@ mod tests {
 
     #[test]
     fn layers_apply_in_order_defaults_file_env_flags() {
-        let config_file = file("appId: from-file\ndaprHttpPort: 4000\ndaprGrpcPort: 4001\nlogLevel: debug\nresourcesPaths: [/a]\n");
+        let config_file = file(
+            "appId: from-file\ndaprHttpPort: 4000\ndaprGrpcPort: 4001\nlogLevel: debug\nresourcesPaths: [/a]\n",
+        );
         let mut run = RunArgs {
             config: Some(config_file.path().to_path_buf()),
             dapr_grpc_port: Some(0),
@@ -498,7 +522,10 @@ mod tests {
         assert_eq!(config.api_token.as_deref(), Some("secret"));
         run.resources_paths = vec![PathBuf::from("/b"), PathBuf::from("/c")];
         let config = Config::load(&run, &environment).expect("valid");
-        assert_eq!(config.resources_paths, vec![PathBuf::from("/b"), PathBuf::from("/c")]);
+        assert_eq!(
+            config.resources_paths,
+            vec![PathBuf::from("/b"), PathBuf::from("/c")]
+        );
     }
 
     #[test]
@@ -510,16 +537,37 @@ mod tests {
         };
         let error = Config::load(&run, &HashMap::new()).expect_err("typo");
         let text = error.to_string();
-        assert!(text.contains(&config_file.path().display().to_string()), "{text}");
+        assert!(
+            text.contains(&config_file.path().display().to_string()),
+            "{text}"
+        );
         assert!(text.contains("daprHtttpPort"), "{text}");
     }
 
     #[test]
     fn bad_values_name_the_field() {
         let cases = [
-            (RunArgs { app_protocol: Some("smtp".into()), ..args("a") }, "--app-protocol"),
-            (RunArgs { log_level: Some("loud".into()), ..args("a") }, "--log-level"),
-            (RunArgs { max_body_size: Some("4 lots".into()), ..args("a") }, "--max-body-size"),
+            (
+                RunArgs {
+                    app_protocol: Some("smtp".into()),
+                    ..args("a")
+                },
+                "--app-protocol",
+            ),
+            (
+                RunArgs {
+                    log_level: Some("loud".into()),
+                    ..args("a")
+                },
+                "--log-level",
+            ),
+            (
+                RunArgs {
+                    max_body_size: Some("4 lots".into()),
+                    ..args("a")
+                },
+                "--max-body-size",
+            ),
             (RunArgs::default(), "app id"),
             (args("bad||id"), "--app-id"),
         ];
@@ -527,9 +575,14 @@ mod tests {
             let error = Config::load(&run, &HashMap::new()).expect_err(field);
             assert!(error.to_string().contains(field), "{field}: {error}");
         }
-        let config = Config::load(&args("a"), &env(&[("OUTRIGGER_NO_SUCH_KEY", "1")])).expect("unknown env is not fatal");
-        assert_eq!(config.ignored_env, vec!["OUTRIGGER_NO_SUCH_KEY".to_string()]);
-        let error = Config::load(&args("a"), &env(&[("OUTRIGGER_DAPR_HTTP_PORT", "high")])).expect_err("bad env");
+        let config = Config::load(&args("a"), &env(&[("OUTRIGGER_NO_SUCH_KEY", "1")]))
+            .expect("unknown env is not fatal");
+        assert_eq!(
+            config.ignored_env,
+            vec!["OUTRIGGER_NO_SUCH_KEY".to_string()]
+        );
+        let error = Config::load(&args("a"), &env(&[("OUTRIGGER_DAPR_HTTP_PORT", "high")]))
+            .expect_err("bad env");
         assert!(error.to_string().contains("dapr_http_port"), "{error}");
     }
 

@@ -25,14 +25,18 @@ pub enum LoadError {
     ResourcesPath { path: PathBuf, message: String },
     #[error(transparent)]
     Definition(#[from] DefinitionError),
-    #[error("{file}: component {component:?}: field spec.type: unknown type {component_type:?}; supported: {supported}")]
+    #[error(
+        "{file}: component {component:?}: field spec.type: unknown type {component_type:?}; supported: {supported}"
+    )]
     UnknownType {
         file: PathBuf,
         component: String,
         component_type: String,
         supported: String,
     },
-    #[error("{file}: component {component:?}: field spec.version: {component_type} has no version {version:?}; supported: v1")]
+    #[error(
+        "{file}: component {component:?}: field spec.version: {component_type} has no version {version:?}; supported: v1"
+    )]
     UnknownVersion {
         file: PathBuf,
         component: String,
@@ -52,7 +56,9 @@ pub enum LoadError {
         component_type: String,
         message: String,
     },
-    #[error("{file}: component {component:?} ({component_type}): init did not finish within spec.initTimeout {timeout:?}")]
+    #[error(
+        "{file}: component {component:?} ({component_type}): init did not finish within spec.initTimeout {timeout:?}"
+    )]
     InitTimeout {
         file: PathBuf,
         component: String,
@@ -88,7 +94,11 @@ pub struct ComponentLoader {
 }
 
 impl ComponentLoader {
-    pub fn new(config: &Config, factories: ComponentFactories, registry: Arc<ComponentRegistry>) -> Self {
+    pub fn new(
+        config: &Config,
+        factories: ComponentFactories,
+        registry: Arc<ComponentRegistry>,
+    ) -> Self {
         Self {
             app_id: config.app_id.clone(),
             namespace: config.namespace.clone(),
@@ -147,7 +157,10 @@ impl ComponentLoader {
             },
             key_prefix: KeyPrefix::app_id(&self.app_id),
         });
-        tracing::info!(component = DEFAULT_STATE_STORE, "no --resources-path given: loaded the embedded in-memory state store");
+        tracing::info!(
+            component = DEFAULT_STATE_STORE,
+            "no --resources-path given: loaded the embedded in-memory state store"
+        );
     }
 
     /// One hot-reload pass: re-reads changed files and applies added, changed and removed
@@ -168,7 +181,11 @@ impl ComponentLoader {
                 seen.push(file);
                 continue;
             };
-            if self.files.get(&file).is_some_and(|(previous, _)| *previous == text) {
+            if self
+                .files
+                .get(&file)
+                .is_some_and(|(previous, _)| *previous == text)
+            {
                 seen.push(file);
                 continue;
             }
@@ -178,9 +195,16 @@ impl ComponentLoader {
                     self.files.insert(file.clone(), (text, definitions));
                 }
                 Err(error) => {
-                    tracing::error!("hot reload: rejected {}: {error}; the previous version keeps serving", file.display());
+                    tracing::error!(
+                        "hot reload: rejected {}: {error}; the previous version keeps serving",
+                        file.display()
+                    );
                     // Remember the bad text so the error is logged once, keeping the last good parse.
-                    let previous = self.files.remove(&file).map(|(_, definitions)| definitions).unwrap_or_default();
+                    let previous = self
+                        .files
+                        .remove(&file)
+                        .map(|(_, definitions)| definitions)
+                        .unwrap_or_default();
                     self.files.insert(file.clone(), (text, previous));
                 }
             }
@@ -192,8 +216,11 @@ impl ComponentLoader {
         if !changed {
             return;
         }
-        let declared: Vec<ComponentDefinition> =
-            self.files.values().flat_map(|(_, definitions)| definitions.clone()).collect();
+        let declared: Vec<ComponentDefinition> = self
+            .files
+            .values()
+            .flat_map(|(_, definitions)| definitions.clone())
+            .collect();
         let desired = match self.in_scope(declared) {
             Ok(desired) => desired,
             Err(error) => {
@@ -286,7 +313,10 @@ impl ComponentLoader {
         Ok(by_name)
     }
 
-    async fn instantiate(&self, definition: &ComponentDefinition) -> Result<RegisteredStateStore, LoadError> {
+    async fn instantiate(
+        &self,
+        definition: &ComponentDefinition,
+    ) -> Result<RegisteredStateStore, LoadError> {
         let file = definition.source.clone();
         let component = definition.name.clone();
         let Some(factory) = self.factories.state_store(&definition.component_type) else {
@@ -310,9 +340,16 @@ impl ComponentLoader {
             component: definition.name.clone(),
             message,
         };
-        let metadata = definition.metadata().map_err(|error| metadata_error(error.to_string()))?;
-        let key_prefix = KeyPrefix::from_metadata(&metadata, &self.app_id, &definition.name, self.namespace.as_deref())
+        let metadata = definition
+            .metadata()
             .map_err(|error| metadata_error(error.to_string()))?;
+        let key_prefix = KeyPrefix::from_metadata(
+            &metadata,
+            &self.app_id,
+            &definition.name,
+            self.namespace.as_deref(),
+        )
+        .map_err(|error| metadata_error(error.to_string()))?;
         let store = match tokio::time::timeout(definition.init_timeout, factory(metadata)).await {
             Err(_) => {
                 return Err(LoadError::InitTimeout {
@@ -322,7 +359,9 @@ impl ComponentLoader {
                     timeout: definition.init_timeout,
                 });
             }
-            Ok(Err(outrigger_components::InitError::Metadata(error))) => return Err(metadata_error(error.to_string())),
+            Ok(Err(outrigger_components::InitError::Metadata(error))) => {
+                return Err(metadata_error(error.to_string()));
+            }
             Ok(Err(error)) => {
                 return Err(LoadError::Init {
                     file,

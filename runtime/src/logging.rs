@@ -6,7 +6,9 @@ use tracing_subscriber::EnvFilter;
 pub fn init(level: tracing::Level, as_json: bool) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{level},h2=warn,hyper=warn,tower=warn")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     let result = if as_json {
         builder.json().flatten_event(true).try_init()
     } else {

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use outrigger_runtime::{Config, RunArgs, StartError, logging};
 
 #[derive(Parser)]
-#[command(name = "outrigger", version, about = "A Dapr-compatible sidecar with a service-mesh data plane")]
+#[command(
+    name = "outrigger",
+    version,
+    about = "A Dapr-compatible sidecar with a service-mesh data plane"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -54,7 +58,9 @@ async fn run(config: Config) -> ExitCode {
             tracing::error!("{error}");
             eprintln!("outrigger: {error}");
             return match &error {
-                StartError::Components(load) if load.is_definition_error() => ExitCode::from(EXIT_CONFIG),
+                StartError::Components(load) if load.is_definition_error() => {
+                    ExitCode::from(EXIT_CONFIG)
+                }
                 _ => ExitCode::FAILURE,
             };
         }
@@ -62,7 +68,9 @@ async fn run(config: Config) -> ExitCode {
     let stop = sidecar.shutdown_token();
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!("signal received: stopping; in-flight requests get the grace period to finish");
+        tracing::info!(
+            "signal received: stopping; in-flight requests get the grace period to finish"
+        );
         stop.cancel();
     });
     sidecar.wait().await;
@@ -101,8 +109,14 @@ fn go_style_flags(args: impl Iterator<Item = String>) -> Vec<String> {
                 && arg.len() > 2
                 && arg.starts_with('-')
                 && !arg.starts_with("--")
-                && arg[1..].chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-                && arg[1..].split('=').next().is_some_and(|name| name.len() > 1);
+                && arg[1..]
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic())
+                && arg[1..]
+                    .split('=')
+                    .next()
+                    .is_some_and(|name| name.len() > 1);
             if is_go_long { format!("-{arg}") } else { arg }
         })
         .collect()

@@ -54,9 +54,7 @@ impl RunningSidecar {
     /// Waits until shutdown is requested and the servers have drained (or the grace period ran out).
     pub async fn wait(mut self) {
         self.shutdown.cancelled().await;
-        let drained = async {
-            while self.servers.join_next().await.is_some() {}
-        };
+        let drained = async { while self.servers.join_next().await.is_some() {} };
         if tokio::time::timeout(self.grace, drained).await.is_err() {
             tracing::warn!(grace = ?self.grace, "in-flight requests did not finish within the grace period; stopping anyway");
             self.servers.abort_all();
@@ -68,7 +66,11 @@ impl RunningSidecar {
 /// Loads components, binds both API ports and starts serving.
 pub async fn start(config: Config) -> Result<RunningSidecar, StartError> {
     let registry = Arc::new(ComponentRegistry::new());
-    let mut loader = ComponentLoader::new(&config, ComponentFactories::builtin(), Arc::clone(&registry));
+    let mut loader = ComponentLoader::new(
+        &config,
+        ComponentFactories::builtin(),
+        Arc::clone(&registry),
+    );
     loader.load_initial().await?;
 
     let bind = |api: &'static str, port: u16| {
@@ -76,7 +78,11 @@ pub async fn start(config: Config) -> Result<RunningSidecar, StartError> {
         async move {
             TcpListener::bind(address)
                 .await
-                .map_err(|source| StartError::Bind { api, address, source })
+                .map_err(|source| StartError::Bind {
+                    api,
+                    address,
+                    source,
+                })
         }
     };
     let http_listener = bind("HTTP", config.http_port).await?;
@@ -107,7 +113,8 @@ pub async fn start(config: Config) -> Result<RunningSidecar, StartError> {
     let stop = shutdown.clone();
     let router = outrigger_api::http::router(context.clone());
     servers.spawn(async move {
-        let serve = axum::serve(http_listener, router).with_graceful_shutdown(stop.cancelled_owned());
+        let serve =
+            axum::serve(http_listener, router).with_graceful_shutdown(stop.cancelled_owned());
         if let Err(error) = serve.await {
             tracing::error!("HTTP API server failed: {error}");
         }

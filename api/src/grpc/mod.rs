@@ -87,7 +87,11 @@ fn consistency_from(value: i32) -> Consistency {
 fn save_item(item: common::StateItem) -> SaveItem {
     SaveItem {
         concurrency: concurrency_from(item.options.as_ref()),
-        consistency: consistency_from(item.options.as_ref().map_or(0, |options| options.consistency)),
+        consistency: consistency_from(
+            item.options
+                .as_ref()
+                .map_or(0, |options| options.consistency),
+        ),
         key: item.key,
         value: Bytes::from(item.value),
         etag: item.etag.map(|etag| etag.value),
@@ -110,7 +114,9 @@ fn delete_item(
     }
 }
 
-fn transaction_step(operation: runtime::TransactionalStateOperation) -> Result<TransactionStep, ApiError> {
+fn transaction_step(
+    operation: runtime::TransactionalStateOperation,
+) -> Result<TransactionStep, ApiError> {
     let item = operation
         .request
         .ok_or_else(|| ApiError::malformed("transaction operation is missing its request"))?;
@@ -160,7 +166,11 @@ impl Dapr for DaprGrpc {
         request: Request<runtime::GetBulkStateRequest>,
     ) -> Result<Response<runtime::GetBulkStateResponse>, Status> {
         let request = request.into_inner();
-        let items = self.context.state.bulk_get(&request.store_name, request.keys).await?;
+        let items = self
+            .context
+            .state
+            .bulk_get(&request.store_name, request.keys)
+            .await?;
         let items = items
             .into_iter()
             .map(|item| match item.result {
@@ -185,14 +195,20 @@ impl Dapr for DaprGrpc {
         Ok(Response::new(runtime::GetBulkStateResponse { items }))
     }
 
-    async fn save_state(&self, request: Request<runtime::SaveStateRequest>) -> Result<Response<()>, Status> {
+    async fn save_state(
+        &self,
+        request: Request<runtime::SaveStateRequest>,
+    ) -> Result<Response<()>, Status> {
         let request = request.into_inner();
         let items = request.states.into_iter().map(save_item).collect();
         self.context.state.save(&request.store_name, items).await?;
         Ok(Response::new(()))
     }
 
-    async fn delete_state(&self, request: Request<runtime::DeleteStateRequest>) -> Result<Response<()>, Status> {
+    async fn delete_state(
+        &self,
+        request: Request<runtime::DeleteStateRequest>,
+    ) -> Result<Response<()>, Status> {
         let request = request.into_inner();
         let item = delete_item(request.key, request.etag, request.options, request.metadata);
         self.context.state.delete(&request.store_name, item).await?;
@@ -209,7 +225,10 @@ impl Dapr for DaprGrpc {
             .into_iter()
             .map(|item| delete_item(item.key, item.etag, item.options, item.metadata))
             .collect();
-        self.context.state.delete_bulk(&request.store_name, items).await?;
+        self.context
+            .state
+            .delete_bulk(&request.store_name, items)
+            .await?;
         Ok(Response::new(()))
     }
 
@@ -223,7 +242,10 @@ impl Dapr for DaprGrpc {
             .into_iter()
             .map(transaction_step)
             .collect::<Result<Vec<_>, _>>()?;
-        self.context.state.transact(&request.store_name, steps).await?;
+        self.context
+            .state
+            .transact(&request.store_name, steps)
+            .await?;
         Ok(Response::new(()))
     }
 
@@ -257,14 +279,19 @@ impl Dapr for DaprGrpc {
         }))
     }
 
-    async fn shutdown(&self, _request: Request<runtime::ShutdownRequest>) -> Result<Response<()>, Status> {
+    async fn shutdown(
+        &self,
+        _request: Request<runtime::ShutdownRequest>,
+    ) -> Result<Response<()>, Status> {
         tracing::info!("shutdown requested through the gRPC API");
         self.context.shutdown.cancel();
         Ok(Response::new(()))
     }
 
-    type SubscribeTopicEventsAlpha1Stream = ResponseStream<runtime::SubscribeTopicEventsResponseAlpha1>;
-    type SubscribeConfigurationAlpha1Stream = ResponseStream<runtime::SubscribeConfigurationResponse>;
+    type SubscribeTopicEventsAlpha1Stream =
+        ResponseStream<runtime::SubscribeTopicEventsResponseAlpha1>;
+    type SubscribeConfigurationAlpha1Stream =
+        ResponseStream<runtime::SubscribeConfigurationResponse>;
     type SubscribeConfigurationStream = ResponseStream<runtime::SubscribeConfigurationResponse>;
     type EncryptAlpha1Stream = ResponseStream<runtime::EncryptResponse>;
     type DecryptAlpha1Stream = ResponseStream<runtime::DecryptResponse>;

@@ -8,7 +8,11 @@ use serde::de::DeserializeOwned;
 use crate::error::ApiError;
 
 /// Reads the whole body, refusing more than `limit` bytes with 413.
-pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+pub async fn read_limited(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
@@ -33,7 +37,9 @@ pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Resu
 /// Decodes a JSON body; an empty or malformed body is a 400 naming the problem.
 pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::malformed("failed deserializing HTTP body: the body is empty"));
+        return Err(ApiError::malformed(
+            "failed deserializing HTTP body: the body is empty",
+        ));
     }
     serde_json::from_slice(bytes)
         .map_err(|error| ApiError::malformed(format!("failed deserializing HTTP body: {error}")))
@@ -43,7 +49,9 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 pub fn decode_json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let first = bytes.iter().find(|byte| !byte.is_ascii_whitespace());
     if first.is_some_and(|byte| *byte != b'{') {
-        return Err(ApiError::malformed("failed deserializing HTTP body: expected a JSON object"));
+        return Err(ApiError::malformed(
+            "failed deserializing HTTP body: expected a JSON object",
+        ));
     }
     decode_json(bytes)
 }

@@ -18,9 +18,10 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
         ErrorKind::Conflict => StatusCode::CONFLICT,
-        ErrorKind::NotConfigured | ErrorKind::NotSupported | ErrorKind::Internal | ErrorKind::NotReady => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
+        ErrorKind::NotConfigured
+        | ErrorKind::NotSupported
+        | ErrorKind::Internal
+        | ErrorKind::NotReady => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::Unimplemented => StatusCode::NOT_IMPLEMENTED,

@@ -27,7 +27,10 @@ pub fn router(context: ApiContext) -> Router {
         .route("/v1.0/state/{store}", post(state::save))
         .route("/v1.0/state/{store}/bulk", post(state::bulk_get))
         .route("/v1.0/state/{store}/transaction", post(state::transaction))
-        .route("/v1.0/state/{store}/{key}", get(state::get).delete(state::delete))
+        .route(
+            "/v1.0/state/{store}/{key}",
+            get(state::get).delete(state::delete),
+        )
         .route("/v1.0/publish/{*rest}", unbuilt.clone())
         .route("/v1.0/bindings/{*rest}", unbuilt.clone())
         .route("/v1.0/invoke/{*rest}", unbuilt.clone())
@@ -36,14 +39,21 @@ pub fn router(context: ApiContext) -> Router {
         .route("/v1.0-alpha1/{*rest}", unbuilt.clone())
         .route("/v1.0-beta1/{*rest}", unbuilt)
         .fallback(system::not_found)
-        .layer(middleware::from_fn_with_state(context.clone(), require_token))
+        .layer(middleware::from_fn_with_state(
+            context.clone(),
+            require_token,
+        ))
         // Bodies are read under --max-body-size by the handlers, which answer 413 in Dapr's shape.
         .layer(DefaultBodyLimit::disable())
         .with_state(context)
 }
 
 /// Enforces `dapr-api-token` on every route but the two health checks.
-async fn require_token(State(context): State<ApiContext>, request: Request, next: Next) -> Response {
+async fn require_token(
+    State(context): State<ApiContext>,
+    request: Request,
+    next: Next,
+) -> Response {
     let exempt = request.method() == Method::GET
         && matches!(
             request.uri().path().trim_end_matches('/'),

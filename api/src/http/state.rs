@@ -64,9 +64,16 @@ impl HttpStateItem {
     fn into_save_item(self, query: &HashMap<String, String>) -> Result<SaveItem, ApiError> {
         let options = self.options.unwrap_or_default();
         let mut metadata = self.metadata.unwrap_or_default();
-        metadata.extend(query.iter().map(|(name, value)| (name.clone(), value.clone())));
+        metadata.extend(
+            query
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone())),
+        );
         Ok(SaveItem {
-            value: Bytes::from(self.value.map_or_else(|| "null".to_string(), |raw| compact_json(raw.get()))),
+            value: Bytes::from(
+                self.value
+                    .map_or_else(|| "null".to_string(), |raw| compact_json(raw.get())),
+            ),
             key: self.key,
             etag: self.etag,
             concurrency: parse_concurrency(options.concurrency.as_deref().unwrap_or(""))?,
@@ -109,8 +116,15 @@ pub async fn get(
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     let mut headers = HeaderMap::new();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Some(etag) = item.etag.as_deref().and_then(|etag| HeaderValue::from_str(etag).ok()) {
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(etag) = item
+        .etag
+        .as_deref()
+        .and_then(|etag| HeaderValue::from_str(etag).ok())
+    {
         headers.insert(header::ETAG, etag);
     }
     for (name, value) in &item.metadata {
@@ -219,7 +233,8 @@ struct TransactionBody {
     #[serde(default)]
     operations: Vec<HttpOperation>,
     #[serde(default)]
-    #[allow(dead_code)] // Accepted for Dapr compatibility; no store reads transaction metadata yet.
+    #[allow(dead_code)]
+    // Accepted for Dapr compatibility; no store reads transaction metadata yet.
     metadata: Option<HashMap<String, String>>,
 }
 

@@ -59,14 +59,35 @@ async fn set(store: &dyn StateStore, request: SetRequest) {
 
 async fn basic_crud(store: &dyn StateStore, keys: &Keys<'_>) {
     let key = keys.key("crud");
-    assert_eq!(get(store, &key).await, None, "a key never written must read as missing");
+    assert_eq!(
+        get(store, &key).await,
+        None,
+        "a key never written must read as missing"
+    );
     set(store, SetRequest::new(&key, "v1")).await;
-    let item = get(store, &key).await.expect("a written key must be readable");
-    assert_eq!(item.value, Bytes::from("v1"), "get must return the value written");
+    let item = get(store, &key)
+        .await
+        .expect("a written key must be readable");
+    assert_eq!(
+        item.value,
+        Bytes::from("v1"),
+        "get must return the value written"
+    );
     set(store, SetRequest::new(&key, "v2")).await;
-    assert_eq!(get(store, &key).await.map(|item| item.value), Some(Bytes::from("v2")), "last write wins");
-    store.delete(DeleteRequest::new(&key)).await.expect("delete an existing key");
-    assert_eq!(get(store, &key).await, None, "a deleted key must read as missing");
+    assert_eq!(
+        get(store, &key).await.map(|item| item.value),
+        Some(Bytes::from("v2")),
+        "last write wins"
+    );
+    store
+        .delete(DeleteRequest::new(&key))
+        .await
+        .expect("delete an existing key");
+    assert_eq!(
+        get(store, &key).await,
+        None,
+        "a deleted key must read as missing"
+    );
     store
         .delete(DeleteRequest::new(&key))
         .await
@@ -77,11 +98,22 @@ async fn binary_and_large_values(store: &dyn StateStore, keys: &Keys<'_>) {
     let key = keys.key("binary");
     let binary = Bytes::from_static(&[0, 159, 146, 150, 255, b'\n', 0]);
     set(store, SetRequest::new(&key, binary.clone())).await;
-    assert_eq!(get(store, &key).await.map(|item| item.value), Some(binary), "values must be binary-safe");
+    assert_eq!(
+        get(store, &key).await.map(|item| item.value),
+        Some(binary),
+        "values must be binary-safe"
+    );
     let large = Bytes::from(vec![b'x'; 1024 * 1024]);
     set(store, SetRequest::new(&key, large.clone())).await;
-    assert_eq!(get(store, &key).await.map(|item| item.value.len()), Some(large.len()), "1 MiB value");
-    store.delete(DeleteRequest::new(&key)).await.expect("cleanup");
+    assert_eq!(
+        get(store, &key).await.map(|item| item.value.len()),
+        Some(large.len()),
+        "1 MiB value"
+    );
+    store
+        .delete(DeleteRequest::new(&key))
+        .await
+        .expect("cleanup");
 }
 
 async fn bulk_get(store: &dyn StateStore, keys: &Keys<'_>) {
@@ -93,7 +125,10 @@ async fn bulk_get(store: &dyn StateStore, keys: &Keys<'_>) {
     let asked = vec![present[1].clone(), missing.clone(), present[0].clone()];
     let items = store.bulk_get(asked.clone()).await.expect("bulk get");
     let returned: Vec<_> = items.iter().map(|item| item.key.clone()).collect();
-    assert_eq!(returned, asked, "bulk get answers every key, in the order asked");
+    assert_eq!(
+        returned, asked,
+        "bulk get answers every key, in the order asked"
+    );
     let value = |index: usize| {
         items[index]
             .result
@@ -107,7 +142,10 @@ async fn bulk_get(store: &dyn StateStore, keys: &Keys<'_>) {
 }
 
 fn is_etag_failure(error: &StateError) -> bool {
-    matches!(error, StateError::EtagMismatch { .. } | StateError::InvalidEtag { .. })
+    matches!(
+        error,
+        StateError::EtagMismatch { .. } | StateError::InvalidEtag { .. }
+    )
 }
 
 async fn etag(store: &dyn StateStore, keys: &Keys<'_>) {
@@ -121,32 +159,61 @@ async fn etag(store: &dyn StateStore, keys: &Keys<'_>) {
         return;
     }
     set(store, SetRequest::new(&key, "v1")).await;
-    let first = get(store, &key).await.and_then(|item| item.etag).expect("ETAG store returns an etag");
+    let first = get(store, &key)
+        .await
+        .and_then(|item| item.etag)
+        .expect("ETAG store returns an etag");
     set(store, SetRequest::new(&key, "v2").with_etag(first.clone())).await;
-    let second = get(store, &key).await.and_then(|item| item.etag).expect("etag after update");
+    let second = get(store, &key)
+        .await
+        .and_then(|item| item.etag)
+        .expect("etag after update");
     assert_ne!(first, second, "a write must change the etag");
 
-    let stale = store.set(SetRequest::new(&key, "v3").with_etag(first.clone())).await;
-    assert!(matches!(stale, Err(StateError::EtagMismatch { .. })), "stale etag on set: {stale:?}");
-    let garbage = store.set(SetRequest::new(&key, "v3").with_etag("not-an-etag")).await;
-    assert!(garbage.as_ref().is_err_and(is_etag_failure), "garbage etag on set: {garbage:?}");
+    let stale = store
+        .set(SetRequest::new(&key, "v3").with_etag(first.clone()))
+        .await;
+    assert!(
+        matches!(stale, Err(StateError::EtagMismatch { .. })),
+        "stale etag on set: {stale:?}"
+    );
+    let garbage = store
+        .set(SetRequest::new(&key, "v3").with_etag("not-an-etag"))
+        .await;
+    assert!(
+        garbage.as_ref().is_err_and(is_etag_failure),
+        "garbage etag on set: {garbage:?}"
+    );
     assert_eq!(
         get(store, &key).await.map(|item| item.value),
         Some(Bytes::from("v2")),
         "a refused write must not change the value"
     );
 
-    let stale_delete = store.delete(DeleteRequest::new(&key).with_etag(first)).await;
-    assert!(matches!(stale_delete, Err(StateError::EtagMismatch { .. })), "stale etag on delete: {stale_delete:?}");
-    assert!(get(store, &key).await.is_some(), "a refused delete must keep the item");
+    let stale_delete = store
+        .delete(DeleteRequest::new(&key).with_etag(first))
+        .await;
+    assert!(
+        matches!(stale_delete, Err(StateError::EtagMismatch { .. })),
+        "stale etag on delete: {stale_delete:?}"
+    );
+    assert!(
+        get(store, &key).await.is_some(),
+        "a refused delete must keep the item"
+    );
     store
         .delete(DeleteRequest::new(&key).with_etag(second))
         .await
         .expect("delete with the current etag");
     assert_eq!(get(store, &key).await, None);
 
-    let missing = store.set(SetRequest::new(keys.key("etag-missing"), "x").with_etag(first_etag_like(&key))).await;
-    assert!(missing.as_ref().is_err_and(is_etag_failure), "an etag on a missing key must fail: {missing:?}");
+    let missing = store
+        .set(SetRequest::new(keys.key("etag-missing"), "x").with_etag(first_etag_like(&key)))
+        .await;
+    assert!(
+        missing.as_ref().is_err_and(is_etag_failure),
+        "an etag on a missing key must fail: {missing:?}"
+    );
 
     let new_key = keys.key("first-write");
     let first_write = SetRequest::new(&new_key, "a").with_concurrency(Concurrency::FirstWrite);
@@ -170,7 +237,8 @@ async fn first_write_race(store: Arc<dyn StateStore>, keys: &Keys<'_>) {
     let key = keys.key("race");
     let attempts = (0..16).map(|writer| {
         let store = Arc::clone(&store);
-        let request = SetRequest::new(&key, format!("writer-{writer}")).with_concurrency(Concurrency::FirstWrite);
+        let request = SetRequest::new(&key, format!("writer-{writer}"))
+            .with_concurrency(Concurrency::FirstWrite);
         tokio::spawn(async move { store.set(request).await })
     });
     let results = futures::future::join_all(attempts).await;
@@ -178,7 +246,10 @@ async fn first_write_race(store: Arc<dyn StateStore>, keys: &Keys<'_>) {
         .into_iter()
         .filter(|result| matches!(result, Ok(Ok(()))))
         .count();
-    assert_eq!(winners, 1, "exactly one concurrent first-write of a new key must win");
+    assert_eq!(
+        winners, 1,
+        "exactly one concurrent first-write of a new key must win"
+    );
 }
 
 async fn etag_read_modify_write(store: Arc<dyn StateStore>, keys: &Keys<'_>) {
@@ -192,8 +263,15 @@ async fn etag_read_modify_write(store: Arc<dyn StateStore>, keys: &Keys<'_>) {
         let key = key.clone();
         tokio::spawn(async move {
             loop {
-                let item = store.get(GetRequest::new(&key)).await.expect("get").expect("exists");
-                let count: u64 = std::str::from_utf8(&item.value).expect("utf8").parse().expect("number");
+                let item = store
+                    .get(GetRequest::new(&key))
+                    .await
+                    .expect("get")
+                    .expect("exists");
+                let count: u64 = std::str::from_utf8(&item.value)
+                    .expect("utf8")
+                    .parse()
+                    .expect("number");
                 let next = SetRequest::new(&key, (count + 1).to_string())
                     .with_etag(item.etag.clone().expect("etag"));
                 match store.set(next).await {
@@ -208,7 +286,11 @@ async fn etag_read_modify_write(store: Arc<dyn StateStore>, keys: &Keys<'_>) {
         writer.expect("writer task");
     }
     let value = get(&*store, &key).await.expect("counter").value;
-    assert_eq!(value, Bytes::from("8"), "etag-guarded increments must not be lost");
+    assert_eq!(
+        value,
+        Bytes::from("8"),
+        "etag-guarded increments must not be lost"
+    );
 }
 
 async fn transactions(store: &dyn StateStore, keys: &Keys<'_>) {
@@ -232,27 +314,48 @@ async fn transactions(store: &dyn StateStore, keys: &Keys<'_>) {
         ])
         .await
         .expect("transaction applies");
-    assert_eq!(get(store, &a).await.map(|item| item.value), Some(Bytes::from("1")));
-    assert_eq!(get(store, &b).await.map(|item| item.value), Some(Bytes::from("2")));
+    assert_eq!(
+        get(store, &a).await.map(|item| item.value),
+        Some(Bytes::from("1"))
+    );
+    assert_eq!(
+        get(store, &b).await.map(|item| item.value),
+        Some(Bytes::from("2"))
+    );
     assert_eq!(get(store, &c).await, None, "delete inside a transaction");
 
     if store.features().etag {
-        let current = get(store, &a).await.and_then(|item| item.etag).expect("etag");
+        let current = get(store, &a)
+            .await
+            .and_then(|item| item.etag)
+            .expect("etag");
         let failed = store
             .transact(vec![
                 TransactionOperation::Upsert(SetRequest::new(&a, "changed").with_etag(current)),
                 TransactionOperation::Delete(DeleteRequest::new(&b)),
-                TransactionOperation::Upsert(SetRequest::new(&c, "new").with_etag(first_etag_like(&c))),
+                TransactionOperation::Upsert(
+                    SetRequest::new(&c, "new").with_etag(first_etag_like(&c)),
+                ),
             ])
             .await;
-        assert!(failed.as_ref().is_err_and(is_etag_failure), "a stale etag fails the transaction: {failed:?}");
+        assert!(
+            failed.as_ref().is_err_and(is_etag_failure),
+            "a stale etag fails the transaction: {failed:?}"
+        );
         assert_eq!(
             get(store, &a).await.map(|item| item.value),
             Some(Bytes::from("1")),
             "a failed transaction applies nothing (first step rolled back)"
         );
-        assert!(get(store, &b).await.is_some(), "a failed transaction applies nothing (delete kept)");
-        assert_eq!(get(store, &c).await, None, "a failed transaction applies nothing (no insert)");
+        assert!(
+            get(store, &b).await.is_some(),
+            "a failed transaction applies nothing (delete kept)"
+        );
+        assert_eq!(
+            get(store, &c).await,
+            None,
+            "a failed transaction applies nothing (no insert)"
+        );
     }
 }
 
@@ -269,12 +372,25 @@ async fn ttl(store: &dyn StateStore, keys: &Keys<'_>) {
     }
     set(store, short).await;
     let item = get(store, &key).await.expect("readable before expiry");
-    assert!(item.expires_at.is_some(), "a TTL'd item reports its expiry time");
+    assert!(
+        item.expires_at.is_some(),
+        "a TTL'd item reports its expiry time"
+    );
     let forever = keys.key("ttl-never");
-    set(store, SetRequest::new(&forever, "stays").with_ttl(Ttl::Never)).await;
+    set(
+        store,
+        SetRequest::new(&forever, "stays").with_ttl(Ttl::Never),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(get(store, &key).await, None, "an item must be gone after its TTL");
-    let kept = get(store, &forever).await.expect("ttlInSeconds -1 never expires");
+    assert_eq!(
+        get(store, &key).await,
+        None,
+        "an item must be gone after its TTL"
+    );
+    let kept = get(store, &forever)
+        .await
+        .expect("ttlInSeconds -1 never expires");
     assert_eq!(kept.expires_at, None);
 }
 
@@ -306,11 +422,16 @@ mod tests {
             }
         }
         async fn get(&self, request: GetRequest) -> Result<Option<StateItem>, StateError> {
-            Ok(self.data.lock().expect("lock").get(&request.key).map(|value| StateItem {
-                value: value.clone(),
-                etag: None,
-                expires_at: None,
-            }))
+            Ok(self
+                .data
+                .lock()
+                .expect("lock")
+                .get(&request.key)
+                .map(|value| StateItem {
+                    value: value.clone(),
+                    etag: None,
+                    expires_at: None,
+                }))
         }
         async fn set(&self, request: SetRequest) -> Result<(), StateError> {
             if request.etag.is_some() {
@@ -319,7 +440,10 @@ mod tests {
             if matches!(request.ttl, Some(Ttl::After(_))) {
                 return Err(StateError::NotSupported { feature: "TTL" });
             }
-            self.data.lock().expect("lock").insert(request.key, request.value);
+            self.data
+                .lock()
+                .expect("lock")
+                .insert(request.key, request.value);
             Ok(())
         }
         async fn delete(&self, request: DeleteRequest) -> Result<(), StateError> {

@@ -31,8 +31,15 @@ pub struct ComponentDefinition {
 /// One `spec.metadata[]` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MetadataItem {
-    Plain { name: String, value: String },
-    SecretRef { name: String, secret: String, key: String },
+    Plain {
+        name: String,
+        value: String,
+    },
+    SecretRef {
+        name: String,
+        secret: String,
+        key: String,
+    },
 }
 
 impl ComponentDefinition {
@@ -146,11 +153,12 @@ pub fn parse_component_documents(
     let mut definitions = Vec::new();
     for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let number = index + 1;
-        let value = serde_yaml::Value::deserialize(document).map_err(|error| DefinitionError::Yaml {
-            file: path.to_path_buf(),
-            document: number,
-            message: error.to_string(),
-        })?;
+        let value =
+            serde_yaml::Value::deserialize(document).map_err(|error| DefinitionError::Yaml {
+                file: path.to_path_buf(),
+                document: number,
+                message: error.to_string(),
+            })?;
         if value.is_null() {
             continue;
         }
@@ -181,10 +189,16 @@ fn definition_from_value(
         message,
     };
     let raw: RawComponent = serde_yaml::from_value(value).map_err(|error| {
-        field_error("(document)", format!("does not match the Component schema: {error}"))
+        field_error(
+            "(document)",
+            format!("does not match the Component schema: {error}"),
+        )
     })?;
     if raw.metadata.name.trim().is_empty() {
-        return Err(field_error("metadata.name", "is required and must not be empty".into()));
+        return Err(field_error(
+            "metadata.name",
+            "is required and must not be empty".into(),
+        ));
     }
     let spec = raw
         .spec
@@ -333,14 +347,19 @@ spec:
 
     #[test]
     fn bad_init_timeout_and_nested_value_are_rejected() {
-        let error = parse("kind: Component\nmetadata: {name: a}\nspec: {type: state.x, initTimeout: soon}\n")
-            .expect_err("bad duration");
+        let error = parse(
+            "kind: Component\nmetadata: {name: a}\nspec: {type: state.x, initTimeout: soon}\n",
+        )
+        .expect_err("bad duration");
         assert!(error.to_string().contains("spec.initTimeout"));
         let error = parse(
             "kind: Component\nmetadata: {name: a}\nspec:\n  type: state.x\n  metadata:\n  - name: k\n    value: [1, 2]\n",
         )
         .expect_err("list value");
-        assert!(error.to_string().contains("spec.metadata[0] (k)"), "{error}");
+        assert!(
+            error.to_string().contains("spec.metadata[0] (k)"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -350,7 +369,12 @@ spec:
         )
         .expect("parses");
         let error = defs[0].metadata().expect_err("secrets unsupported");
-        assert!(error.to_string().contains("secret stores are not supported yet"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("secret stores are not supported yet"),
+            "{error}"
+        );
     }
 
     #[test]

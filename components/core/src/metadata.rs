@@ -153,12 +153,26 @@ mod tests {
             ("empty", ""),
         ]);
         let error = metadata.u64_or("redisDB", 0).expect_err("not a number");
-        assert_eq!(error.to_string(), "metadata field \"redisDB\": expected a non-negative integer, got \"x\"");
+        assert_eq!(
+            error.to_string(),
+            "metadata field \"redisDB\": expected a non-negative integer, got \"x\""
+        );
         assert!(metadata.bool_or("enableTLS", false).is_err());
-        assert_eq!(metadata.duration_or("dialtimeout", Duration::ZERO), Ok(Duration::from_secs(3)));
-        assert_eq!(metadata.duration_or("readTimeout", Duration::ZERO), Ok(Duration::from_secs(90)));
+        assert_eq!(
+            metadata.duration_or("dialtimeout", Duration::ZERO),
+            Ok(Duration::from_secs(3))
+        );
+        assert_eq!(
+            metadata.duration_or("readTimeout", Duration::ZERO),
+            Ok(Duration::from_secs(90))
+        );
         assert_eq!(metadata.u64_or("empty", 7), Ok(7));
-        assert_eq!(metadata.required("missing"), Err(MetadataError::Missing { field: "missing".into() }));
+        assert_eq!(
+            metadata.required("missing"),
+            Err(MetadataError::Missing {
+                field: "missing".into()
+            })
+        );
     }
 
     #[test]

@@ -223,7 +223,12 @@ impl StateStore for InMemoryStateStore {
                     );
                 }
                 TransactionOperation::Delete(request) => {
-                    check_write(key, request.etag.as_deref(), Concurrency::LastWrite, current)?;
+                    check_write(
+                        key,
+                        request.etag.as_deref(),
+                        Concurrency::LastWrite,
+                        current,
+                    )?;
                     pending.insert(key.to_string(), None);
                 }
             }

@@ -34,7 +34,9 @@ impl RedisStateStore {
     pub async fn connect(settings: RedisSettings) -> Result<Self, InitError> {
         let address = format!("{}:{}", settings.host, settings.port);
         let connect_error = |error: redis::RedisError| {
-            InitError::Connect(format!("redis store: error connecting to redis at {address}: {error}"))
+            InitError::Connect(format!(
+                "redis store: error connecting to redis at {address}: {error}"
+            ))
         };
         let mut redis_settings = RedisConnectionInfo::default().set_db(settings.db);
         if let Some(username) = &settings.username {
@@ -110,7 +112,10 @@ impl RedisStateStore {
         let mut connection = self.connection();
         let invocation = scripts::GET.key(key);
         let reply: Vec<redis::Value> = self
-            .bounded(self.settings.read_timeout, invocation.invoke_async(&mut connection))
+            .bounded(
+                self.settings.read_timeout,
+                invocation.invoke_async(&mut connection),
+            )
             .await?;
         parse_item(key, reply)
     }
@@ -167,7 +172,11 @@ fn parse_item(key: &str, reply: Vec<redis::Value>) -> Result<Option<StateItem>, 
         redis::Value::SimpleString(text) => Bytes::from(text),
         _ => return Err(malformed()),
     };
-    let etag = fields.next().as_ref().and_then(text).filter(|etag| !etag.is_empty());
+    let etag = fields
+        .next()
+        .as_ref()
+        .and_then(text)
+        .filter(|etag| !etag.is_empty());
     let pttl = match fields.next() {
         Some(redis::Value::Int(millis)) => millis,
         _ => return Err(malformed()),
@@ -207,10 +216,13 @@ impl StateStore for RedisStateStore {
             .arg(request.value.as_ref())
             .arg(first_write_flag(request.concurrency))
             .arg(self.ttl_arg(request.ttl));
-        self.bounded(self.settings.write_timeout, invocation.invoke_async::<i64>(&mut connection))
-            .await
-            .map(drop)
-            .map_err(|error| with_key(error, &request.key))
+        self.bounded(
+            self.settings.write_timeout,
+            invocation.invoke_async::<i64>(&mut connection),
+        )
+        .await
+        .map(drop)
+        .map_err(|error| with_key(error, &request.key))
     }
 
     async fn delete(&self, request: DeleteRequest) -> Result<(), StateError> {
@@ -218,10 +230,13 @@ impl StateStore for RedisStateStore {
         let mut connection = self.connection();
         let mut invocation = scripts::DELETE.key(&request.key);
         invocation.arg(etag);
-        self.bounded(self.settings.write_timeout, invocation.invoke_async::<i64>(&mut connection))
-            .await
-            .map(drop)
-            .map_err(|error| with_key(error, &request.key))
+        self.bounded(
+            self.settings.write_timeout,
+            invocation.invoke_async::<i64>(&mut connection),
+        )
+        .await
+        .map(drop)
+        .map_err(|error| with_key(error, &request.key))
     }
 
     async fn bulk_get(&self, keys: Vec<String>) -> Result<Vec<BulkGetItem>, StateError> {
@@ -263,16 +278,21 @@ impl StateStore for RedisStateStore {
             }
         }
         let mut connection = self.connection();
-        self.bounded(self.settings.write_timeout, invocation.invoke_async::<i64>(&mut connection))
-            .await
-            .map(drop)
+        self.bounded(
+            self.settings.write_timeout,
+            invocation.invoke_async::<i64>(&mut connection),
+        )
+        .await
+        .map(drop)
     }
 }
 
 /// ETag mismatches name the key the store was asked about.
 fn with_key(error: StateError, key: &str) -> StateError {
     match error {
-        StateError::EtagMismatch { .. } => StateError::EtagMismatch { key: key.to_string() },
+        StateError::EtagMismatch { .. } => StateError::EtagMismatch {
+            key: key.to_string(),
+        },
         other => other,
     }
 }
@@ -287,7 +307,9 @@ mod tests {
 
     async fn store(server: &RedisServer) -> RedisStateStore {
         let metadata = ComponentMetadata::from_pairs([("redisHost", server.address().as_str())]);
-        RedisStateStore::from_metadata(&metadata).await.expect("connects")
+        RedisStateStore::from_metadata(&metadata)
+            .await
+            .expect("connects")
     }
 
     #[tokio::test]
@@ -305,7 +327,10 @@ mod tests {
     async fn stores_items_in_dapr_hash_layout() {
         let server = RedisServer::start().expect("redis-server");
         let store = store(&server).await;
-        store.set(SetRequest::new("app||k", "hello")).await.expect("set");
+        store
+            .set(SetRequest::new("app||k", "hello"))
+            .await
+            .expect("set");
         let mut raw = server.client().await;
         let (data, version): (String, String) = redis::cmd("HMGET")
             .arg("app||k")
@@ -324,7 +349,13 @@ mod tests {
             ("redisHost", format!("127.0.0.1:{port}").as_str()),
             ("dialTimeout", "500ms"),
         ]);
-        let error = RedisStateStore::from_metadata(&metadata).await.err().expect("no server");
-        assert!(error.to_string().contains(&format!("127.0.0.1:{port}")), "{error}");
+        let error = RedisStateStore::from_metadata(&metadata)
+            .await
+            .err()
+            .expect("no server");
+        assert!(
+            error.to_string().contains(&format!("127.0.0.1:{port}")),
+            "{error}"
+        );
     }
 }

@@ -28,22 +28,32 @@ impl RedisSettings {
         let address = metadata.required("redisHost")?;
         let (host, port) = parse_host(address)?;
         if metadata.bool_or("enableTLS", false)? {
-            return Err(InitError::Unsupported("enableTLS: true (TLS connections to Redis)".into()));
+            return Err(InitError::Unsupported(
+                "enableTLS: true (TLS connections to Redis)".into(),
+            ));
         }
-        match metadata.get("redisType").map(str::to_ascii_lowercase).as_deref() {
+        match metadata
+            .get("redisType")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
             None | Some("node") => {}
             Some(other) => return Err(InitError::Unsupported(format!("redisType {other:?}"))),
         }
         if metadata.bool_or("failover", false)? {
-            return Err(InitError::Unsupported("failover: true (Redis Sentinel)".into()));
+            return Err(InitError::Unsupported(
+                "failover: true (Redis Sentinel)".into(),
+            ));
         }
         let default_ttl = match metadata.get("ttlInSeconds") {
             None => None,
-            Some(text) => ttl_from_seconds_text(text).map_err(|message| MetadataError::Invalid {
-                field: "ttlInSeconds".into(),
-                expected: "a positive number of seconds or -1".into(),
-                got: format!("{text} ({message})"),
-            })?,
+            Some(text) => {
+                ttl_from_seconds_text(text).map_err(|message| MetadataError::Invalid {
+                    field: "ttlInSeconds".into(),
+                    expected: "a positive number of seconds or -1".into(),
+                    got: format!("{text} ({message})"),
+                })?
+            }
         };
         let max_retries = match metadata.get("redisMaxRetries") {
             Some(_) => metadata.u64_or("redisMaxRetries", 3)?,
@@ -99,10 +109,20 @@ mod tests {
 
     #[test]
     fn reads_dapr_keys_and_defaults() {
-        let parsed = settings(&[("redisHost", "127.0.0.1:6390"), ("redisDB", "2"), ("ttlInSeconds", "60")])
-            .expect("valid");
-        assert_eq!((parsed.host.as_str(), parsed.port, parsed.db), ("127.0.0.1", 6390, 2));
-        assert_eq!(parsed.default_ttl, Some(Ttl::After(Duration::from_secs(60))));
+        let parsed = settings(&[
+            ("redisHost", "127.0.0.1:6390"),
+            ("redisDB", "2"),
+            ("ttlInSeconds", "60"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            (parsed.host.as_str(), parsed.port, parsed.db),
+            ("127.0.0.1", 6390, 2)
+        );
+        assert_eq!(
+            parsed.default_ttl,
+            Some(Ttl::After(Duration::from_secs(60)))
+        );
         assert_eq!(parsed.read_timeout, Duration::from_secs(3));
     }
 
@@ -112,10 +132,19 @@ mod tests {
             (&[], "redisHost"),
             (&[("redisHost", "nohostport")], "redisHost"),
             (&[("redisHost", "h:1"), ("redisDB", "two")], "redisDB"),
-            (&[("redisHost", "h:1"), ("dialTimeout", "soon")], "dialTimeout"),
-            (&[("redisHost", "h:1"), ("ttlInSeconds", "-4")], "ttlInSeconds"),
+            (
+                &[("redisHost", "h:1"), ("dialTimeout", "soon")],
+                "dialTimeout",
+            ),
+            (
+                &[("redisHost", "h:1"), ("ttlInSeconds", "-4")],
+                "ttlInSeconds",
+            ),
             (&[("redisHost", "h:1"), ("enableTLS", "true")], "enableTLS"),
-            (&[("redisHost", "h:1"), ("redisType", "cluster")], "redisType"),
+            (
+                &[("redisHost", "h:1"), ("redisType", "cluster")],
+                "redisType",
+            ),
         ];
         for (pairs, field) in cases {
             let error = settings(pairs).expect_err("invalid");

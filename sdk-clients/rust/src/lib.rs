@@ -30,9 +30,14 @@ pub enum ClientError {
 pub struct ApiToken(Option<MetadataValue<tonic::metadata::Ascii>>);
 
 impl tonic::service::Interceptor for ApiToken {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         if let Some(token) = &self.0 {
-            request.metadata_mut().insert("dapr-api-token", token.clone());
+            request
+                .metadata_mut()
+                .insert("dapr-api-token", token.clone());
         }
         Ok(request)
     }
@@ -75,7 +80,11 @@ impl OutriggerClient {
     }
 
     /// `None` when the key does not exist.
-    pub async fn get_state(&mut self, store: &str, key: &str) -> Result<Option<StateValue>, ClientError> {
+    pub async fn get_state(
+        &mut self,
+        store: &str,
+        key: &str,
+    ) -> Result<Option<StateValue>, ClientError> {
         let response = self
             .inner
             .get_state(runtime::GetStateRequest {
@@ -109,7 +118,9 @@ impl OutriggerClient {
                 states: vec![common::StateItem {
                     key: key.to_string(),
                     value: value.into().to_vec(),
-                    etag: etag.map(|value| common::Etag { value: value.to_string() }),
+                    etag: etag.map(|value| common::Etag {
+                        value: value.to_string(),
+                    }),
                     metadata: HashMap::new(),
                     options: None,
                 }],
@@ -118,12 +129,19 @@ impl OutriggerClient {
         Ok(())
     }
 
-    pub async fn delete_state(&mut self, store: &str, key: &str, etag: Option<&str>) -> Result<(), ClientError> {
+    pub async fn delete_state(
+        &mut self,
+        store: &str,
+        key: &str,
+        etag: Option<&str>,
+    ) -> Result<(), ClientError> {
         self.inner
             .delete_state(runtime::DeleteStateRequest {
                 store_name: store.to_string(),
                 key: key.to_string(),
-                etag: etag.map(|value| common::Etag { value: value.to_string() }),
+                etag: etag.map(|value| common::Etag {
+                    value: value.to_string(),
+                }),
                 options: None,
                 metadata: HashMap::new(),
             })

@@ -6,7 +6,9 @@ use outrigger_runtime::{Config, RunningSidecar};
 
 /// Starts a sidecar in this process on free ports.
 pub async fn start(config: Config) -> RunningSidecar {
-    outrigger_runtime::start(config).await.expect("sidecar starts")
+    outrigger_runtime::start(config)
+        .await
+        .expect("sidecar starts")
 }
 
 /// A config whose components come from `dir`.
@@ -29,7 +31,9 @@ pub fn redis_component(name: &str, address: &str, extra_metadata: &[(&str, &str)
 
 /// Dapr Component YAML for an in-memory state store.
 pub fn memory_component(name: &str) -> String {
-    format!("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  type: state.in-memory\n  version: v1\n")
+    format!(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  type: state.in-memory\n  version: v1\n"
+    )
 }
 
 /// Base URL of a running sidecar's HTTP API.

@@ -6,7 +6,13 @@ use outrigger_e2e::{config_with_resources, http_base, memory_component, redis_co
 use outrigger_test_harness::RedisServer;
 use reqwest::StatusCode;
 
-async fn save(http: &reqwest::Client, base: &str, store: &str, key: &str, value: &str) -> StatusCode {
+async fn save(
+    http: &reqwest::Client,
+    base: &str,
+    store: &str,
+    key: &str,
+    value: &str,
+) -> StatusCode {
     http.post(format!("{base}/v1.0/state/{store}"))
         .body(format!(r#"[{{"key":"{key}","value":"{value}"}}]"#))
         .send()
@@ -16,7 +22,11 @@ async fn save(http: &reqwest::Client, base: &str, store: &str, key: &str, value:
 }
 
 async fn read(http: &reqwest::Client, base: &str, store: &str, key: &str) -> (StatusCode, String) {
-    let response = http.get(format!("{base}/v1.0/state/{store}/{key}")).send().await.expect("get");
+    let response = http
+        .get(format!("{base}/v1.0/state/{store}/{key}"))
+        .send()
+        .await
+        .expect("get");
     (response.status(), response.text().await.expect("body"))
 }
 
@@ -41,36 +51,75 @@ async fn components_are_added_replaced_kept_when_broken_and_removed() {
     let sidecar = start(config_with_resources("reload", dir.path())).await;
     let base = http_base(&sidecar);
     let http = reqwest::Client::new();
-    assert_eq!(save(&http, &base, "alpha", "k", "1").await, StatusCode::NO_CONTENT);
-    assert_eq!(save(&http, &base, "beta", "k", "1").await, StatusCode::BAD_REQUEST, "beta not declared yet");
+    assert_eq!(
+        save(&http, &base, "alpha", "k", "1").await,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        save(&http, &base, "beta", "k", "1").await,
+        StatusCode::BAD_REQUEST,
+        "beta not declared yet"
+    );
 
     // Added: a new file becomes usable without a restart.
     let beta = dir.path().join("b.yml");
     std::fs::write(&beta, redis_component("beta", &redis.address(), &[])).expect("write");
-    eventually("beta is loaded", || async { save(&http, &base, "beta", "k", "first").await == StatusCode::NO_CONTENT }).await;
+    eventually("beta is loaded", || async {
+        save(&http, &base, "beta", "k", "first").await == StatusCode::NO_CONTENT
+    })
+    .await;
 
     // Broken: a file that no longer parses, then one with an unknown type; beta keeps serving.
     std::fs::write(&beta, "kind: Component\nmetadata: {name: beta\n").expect("write");
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(read(&http, &base, "beta", "k").await, (StatusCode::OK, "\"first\"".to_string()));
-    std::fs::write(&beta, redis_component("beta", &redis.address(), &[]).replace("state.redis", "state.nosuch")).expect("write");
+    assert_eq!(
+        read(&http, &base, "beta", "k").await,
+        (StatusCode::OK, "\"first\"".to_string())
+    );
+    std::fs::write(
+        &beta,
+        redis_component("beta", &redis.address(), &[]).replace("state.redis", "state.nosuch"),
+    )
+    .expect("write");
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(read(&http, &base, "beta", "k").await, (StatusCode::OK, "\"first\"".to_string()), "the old beta keeps serving");
-    let metadata: serde_json::Value =
-        http.get(format!("{base}/v1.0/metadata")).send().await.expect("metadata").json().await.expect("json");
-    assert!(metadata["components"].to_string().contains("state.redis"), "{metadata}");
+    assert_eq!(
+        read(&http, &base, "beta", "k").await,
+        (StatusCode::OK, "\"first\"".to_string()),
+        "the old beta keeps serving"
+    );
+    let metadata: serde_json::Value = http
+        .get(format!("{base}/v1.0/metadata"))
+        .send()
+        .await
+        .expect("metadata")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        metadata["components"].to_string().contains("state.redis"),
+        "{metadata}"
+    );
 
     // Changed: alpha is replaced by a new instance (an empty in-memory store with a new prefix).
     std::fs::write(
         dir.path().join("a.yaml"),
-        memory_component("alpha").replace("version: v1\n", "version: v1\n  metadata:\n  - name: keyPrefix\n    value: none\n"),
+        memory_component("alpha").replace(
+            "version: v1\n",
+            "version: v1\n  metadata:\n  - name: keyPrefix\n    value: none\n",
+        ),
     )
     .expect("write");
-    eventually("alpha is replaced", || async { read(&http, &base, "alpha", "k").await.0 == StatusCode::NO_CONTENT }).await;
+    eventually("alpha is replaced", || async {
+        read(&http, &base, "alpha", "k").await.0 == StatusCode::NO_CONTENT
+    })
+    .await;
 
     // Removed: deleting the file unloads the component.
     std::fs::remove_file(&beta).expect("remove");
-    eventually("beta is removed", || async { read(&http, &base, "beta", "k").await.0 == StatusCode::BAD_REQUEST }).await;
+    eventually("beta is removed", || async {
+        read(&http, &base, "beta", "k").await.0 == StatusCode::BAD_REQUEST
+    })
+    .await;
     sidecar.shutdown().await;
 }
 
@@ -79,14 +128,28 @@ async fn a_request_in_flight_finishes_on_the_instance_it_started_with() {
     let redis = RedisServer::start().expect("redis-server");
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("store.yaml");
-    std::fs::write(&file, redis_component("store", &redis.address(), &[("readTimeout", "5s"), ("writeTimeout", "5s")])).expect("write");
+    std::fs::write(
+        &file,
+        redis_component(
+            "store",
+            &redis.address(),
+            &[("readTimeout", "5s"), ("writeTimeout", "5s")],
+        ),
+    )
+    .expect("write");
     let sidecar = start(config_with_resources("inflight", dir.path())).await;
     let base = http_base(&sidecar);
     let http = reqwest::Client::new();
 
     // Hold Redis busy for a second, start a write, then remove the component while it waits.
     let mut direct = redis.client().await;
-    let sleeper = tokio::spawn(async move { redis::cmd("DEBUG").arg("SLEEP").arg("1").query_async::<()>(&mut direct).await });
+    let sleeper = tokio::spawn(async move {
+        redis::cmd("DEBUG")
+            .arg("SLEEP")
+            .arg("1")
+            .query_async::<()>(&mut direct)
+            .await
+    });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let write = tokio::spawn({
         let http = http.clone();
@@ -95,13 +158,28 @@ async fn a_request_in_flight_finishes_on_the_instance_it_started_with() {
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     std::fs::remove_file(&file).expect("remove");
-    assert_eq!(write.await.expect("write task"), StatusCode::NO_CONTENT, "the in-flight write completes");
+    assert_eq!(
+        write.await.expect("write task"),
+        StatusCode::NO_CONTENT,
+        "the in-flight write completes"
+    );
     // The direct client may give up waiting before the server wakes; the sleep still ran.
     let _ = sleeper.await;
     let mut check = redis.client().await;
-    let stored: Option<String> = redis::cmd("HGET").arg("inflight||held").arg("data").query_async(&mut check).await.expect("hget");
+    let stored: Option<String> = redis::cmd("HGET")
+        .arg("inflight||held")
+        .arg("data")
+        .query_async(&mut check)
+        .await
+        .expect("hget");
     assert_eq!(stored.as_deref(), Some("\"v\""));
     // With its only component gone, the sidecar has no state store configured at all.
-    eventually("store is removed", || async { read(&http, &base, "store", "held").await.1.contains("ERR_STATE_STORE_NOT_CONFIGURED") }).await;
+    eventually("store is removed", || async {
+        read(&http, &base, "store", "held")
+            .await
+            .1
+            .contains("ERR_STATE_STORE_NOT_CONFIGURED")
+    })
+    .await;
     sidecar.shutdown().await;
 }

@@ -10,26 +10,45 @@ fn expect_start_failure(builder: SidecarBuilder, code: i32, needles: &[&str]) {
     let (status, output) = builder.run_to_exit(Duration::from_secs(20));
     assert_eq!(status.code(), Some(code), "exit status; output:\n{output}");
     for needle in needles {
-        assert!(output.contains(needle), "output should mention {needle:?}:\n{output}");
+        assert!(
+            output.contains(needle),
+            "output should mention {needle:?}:\n{output}"
+        );
     }
 }
 
 #[test]
 fn bad_flags_and_config_exit_2_naming_the_problem() {
-    expect_start_failure(SidecarBuilder::new("x").arg("--no-such-flag"), 2, &["--no-such-flag"]);
-    expect_start_failure(SidecarBuilder::new("x").arg("--app-protocol").arg("smtp"), 2, &["--app-protocol", "smtp"]);
-    expect_start_failure(SidecarBuilder::new("x").arg("--max-body-size").arg("lots"), 2, &["--max-body-size"]);
+    expect_start_failure(
+        SidecarBuilder::new("x").arg("--no-such-flag"),
+        2,
+        &["--no-such-flag"],
+    );
+    expect_start_failure(
+        SidecarBuilder::new("x").arg("--app-protocol").arg("smtp"),
+        2,
+        &["--app-protocol", "smtp"],
+    );
+    expect_start_failure(
+        SidecarBuilder::new("x").arg("--max-body-size").arg("lots"),
+        2,
+        &["--max-body-size"],
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("outrigger.yaml");
     std::fs::write(&config, "appId: x\nlogLevl: debug\n").expect("write");
     expect_start_failure(
-        SidecarBuilder::new("x").arg("--config").arg(config.to_str().expect("utf8")),
+        SidecarBuilder::new("x")
+            .arg("--config")
+            .arg(config.to_str().expect("utf8")),
         2,
         &["outrigger.yaml", "logLevl"],
     );
     expect_start_failure(
-        SidecarBuilder::new("x").arg("--config").arg("/nonexistent/outrigger.yaml"),
+        SidecarBuilder::new("x")
+            .arg("--config")
+            .arg("/nonexistent/outrigger.yaml"),
         2,
         &["/nonexistent/outrigger.yaml"],
     );
@@ -42,25 +61,45 @@ fn bad_component_files_exit_2_naming_file_component_and_field() {
     let builder = || SidecarBuilder::new("x").resources_path(dir.path());
 
     std::fs::write(&file, "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: orders\nspec:\n  type: state.nosuch\n  version: v1\n").expect("write");
-    expect_start_failure(builder(), 2, &["store.yaml", "orders", "spec.type", "state.nosuch"]);
+    expect_start_failure(
+        builder(),
+        2,
+        &["store.yaml", "orders", "spec.type", "state.nosuch"],
+    );
 
     std::fs::write(&file, "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: orders\nspec:\n  type: state.redis\n  version: v1\n  metadata:\n  - name: redisDB\n    value: two\n  - name: redisHost\n    value: 127.0.0.1:1\n").expect("write");
     expect_start_failure(builder(), 2, &["store.yaml", "orders", "redisDB", "two"]);
 
     std::fs::write(&file, "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: orders\nspec:\n  type: state.redis\n  metadata:\n  - name: redisPassword\n    secretKeyRef:\n      name: redis\n      key: password\n").expect("write");
-    expect_start_failure(builder(), 2, &["orders", "redisPassword", "secret stores are not supported yet"]);
+    expect_start_failure(
+        builder(),
+        2,
+        &[
+            "orders",
+            "redisPassword",
+            "secret stores are not supported yet",
+        ],
+    );
 
     std::fs::write(&file, "kind: Component\nmetadata: [oops\n").expect("write");
     expect_start_failure(builder(), 2, &["store.yaml", "not valid YAML"]);
 
-    expect_start_failure(SidecarBuilder::new("x").resources_path(&dir.path().join("missing")), 2, &["missing", "cannot read directory"]);
+    expect_start_failure(
+        SidecarBuilder::new("x").resources_path(&dir.path().join("missing")),
+        2,
+        &["missing", "cannot read directory"],
+    );
 }
 
 #[test]
 fn unreachable_backend_fails_start_up_unless_errors_are_ignored() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = outrigger_test_harness::free_port();
-    let component = redis_component("orders", &format!("127.0.0.1:{port}"), &[("dialTimeout", "300ms")]);
+    let component = redis_component(
+        "orders",
+        &format!("127.0.0.1:{port}"),
+        &[("dialTimeout", "300ms")],
+    );
     std::fs::write(dir.path().join("store.yaml"), &component).expect("write");
     expect_start_failure(
         SidecarBuilder::new("x").resources_path(dir.path()),
@@ -74,14 +113,24 @@ fn unreachable_backend_fails_start_up_unless_errors_are_ignored() {
     )
     .expect("write");
     let sidecar = SidecarBuilder::new("x").resources_path(dir.path()).spawn();
-    assert!(sidecar.log().contains("ignoring component"), "{}", sidecar.log());
+    assert!(
+        sidecar.log().contains("ignoring component"),
+        "{}",
+        sidecar.log()
+    );
 }
 
 #[test]
 fn go_style_single_dash_flags_work_like_daprd() {
-    let (status, output) = SidecarBuilder::new("x").arg("-app-protocol").arg("bogus").run_to_exit(Duration::from_secs(20));
+    let (status, output) = SidecarBuilder::new("x")
+        .arg("-app-protocol")
+        .arg("bogus")
+        .run_to_exit(Duration::from_secs(20));
     assert_eq!(status.code(), Some(2), "{output}");
-    assert!(output.contains("--app-protocol"), "the flag was understood: {output}");
+    assert!(
+        output.contains("--app-protocol"),
+        "the flag was understood: {output}"
+    );
 }
 
 #[test]
@@ -89,7 +138,9 @@ fn sigterm_and_sigint_exit_zero() {
     for signal in ["TERM", "INT"] {
         let mut sidecar = SidecarBuilder::new("signals").spawn();
         sidecar.signal(signal);
-        let status = sidecar.wait_exit(Duration::from_secs(10)).expect("exits after the signal");
+        let status = sidecar
+            .wait_exit(Duration::from_secs(10))
+            .expect("exits after the signal");
         assert_eq!(status.code(), Some(0), "SIG{signal}: {}", sidecar.log());
     }
 }
@@ -100,24 +151,42 @@ fn sigterm_lets_an_in_flight_request_finish() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("store.yaml"),
-        redis_component("store", &redis.address(), &[("readTimeout", "5s"), ("writeTimeout", "5s")]),
+        redis_component(
+            "store",
+            &redis.address(),
+            &[("readTimeout", "5s"), ("writeTimeout", "5s")],
+        ),
     )
     .expect("write");
-    let mut sidecar = SidecarBuilder::new("drain").resources_path(dir.path()).spawn();
+    let mut sidecar = SidecarBuilder::new("drain")
+        .resources_path(dir.path())
+        .spawn();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let url = sidecar.http_url("/v1.0/state/store");
     let status = runtime.block_on(async {
         let mut direct = redis.client().await;
         let sleeper = tokio::spawn(async move {
-            redis::cmd("DEBUG").arg("SLEEP").arg("1").query_async::<()>(&mut direct).await
+            redis::cmd("DEBUG")
+                .arg("SLEEP")
+                .arg("1")
+                .query_async::<()>(&mut direct)
+                .await
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
         let write = tokio::spawn(async move {
-            reqwest::Client::new().post(url).body(r#"[{"key":"late","value":1}]"#).send().await.map(|response| response.status())
+            reqwest::Client::new()
+                .post(url)
+                .body(r#"[{"key":"late","value":1}]"#)
+                .send()
+                .await
+                .map(|response| response.status())
         });
         tokio::time::sleep(Duration::from_millis(150)).await;
         sidecar.signal("TERM");
-        let status = write.await.expect("task").expect("the in-flight request gets an answer");
+        let status = write
+            .await
+            .expect("task")
+            .expect("the in-flight request gets an answer");
         let _ = sleeper.await;
         status
     });

@@ -13,12 +13,23 @@ async fn writes_fail_fast_during_an_outage_and_acknowledged_writes_survive() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("redis.yaml"),
-        redis_component("store", &redis.address(), &[("readTimeout", "1s"), ("writeTimeout", "1s"), ("dialTimeout", "1s")]),
+        redis_component(
+            "store",
+            &redis.address(),
+            &[
+                ("readTimeout", "1s"),
+                ("writeTimeout", "1s"),
+                ("dialTimeout", "1s"),
+            ],
+        ),
     )
     .expect("write component");
     let sidecar = start(config_with_resources("outage", dir.path())).await;
     let base = http_base(&sidecar);
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
 
     let mut acknowledged = Vec::new();
     let mut failures = Vec::new();
@@ -46,22 +57,43 @@ async fn writes_fail_fast_during_an_outage_and_acknowledged_writes_survive() {
             assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
             assert_eq!(body["errorCode"], "ERR_STATE_SAVE");
             let message = body["message"].as_str().expect("message");
-            assert!(message.contains("store"), "the message names the store: {message}");
+            assert!(
+                message.contains("store"),
+                "the message names the store: {message}"
+            );
             failures.push(index);
         }
     }
-    assert!(failures.len() >= 90, "writes during the outage fail: {} failures", failures.len());
-    assert!(failures.iter().all(|index| (100..215).contains(index)), "failures only during the outage: {failures:?}");
+    assert!(
+        failures.len() >= 90,
+        "writes during the outage fail: {} failures",
+        failures.len()
+    );
+    assert!(
+        failures.iter().all(|index| (100..215).contains(index)),
+        "failures only during the outage: {failures:?}"
+    );
     assert!(
         slowest_failure < Duration::from_millis(1500),
         "failures are fast (no hang beyond the 1s timeout): slowest {slowest_failure:?}"
     );
-    assert!(acknowledged.iter().filter(|index| **index >= 200).count() >= 85, "writes succeed again after the restart");
+    assert!(
+        acknowledged.iter().filter(|index| **index >= 200).count() >= 85,
+        "writes succeed again after the restart"
+    );
 
     // Every acknowledged write is readable, through the sidecar and in Redis itself.
     for index in &acknowledged {
-        let response = http.get(format!("{base}/v1.0/state/store/w{index}")).send().await.expect("get");
-        assert_eq!(response.status(), StatusCode::OK, "acknowledged write w{index} lost");
+        let response = http
+            .get(format!("{base}/v1.0/state/store/w{index}"))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "acknowledged write w{index} lost"
+        );
         assert_eq!(response.text().await.expect("body"), index.to_string());
     }
     sidecar.shutdown().await;
@@ -73,7 +105,15 @@ async fn reads_fail_with_err_state_get_while_redis_is_down() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("redis.yaml"),
-        redis_component("store", &redis.address(), &[("readTimeout", "1s"), ("writeTimeout", "1s"), ("dialTimeout", "1s")]),
+        redis_component(
+            "store",
+            &redis.address(),
+            &[
+                ("readTimeout", "1s"),
+                ("writeTimeout", "1s"),
+                ("dialTimeout", "1s"),
+            ],
+        ),
     )
     .expect("write component");
     let sidecar = start(config_with_resources("outage-read", dir.path())).await;
@@ -81,19 +121,34 @@ async fn reads_fail_with_err_state_get_while_redis_is_down() {
     let http = reqwest::Client::new();
     redis.stop();
     let started = Instant::now();
-    let response = http.get(format!("{base}/v1.0/state/store/k")).send().await.expect("get");
+    let response = http
+        .get(format!("{base}/v1.0/state/store/k"))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let body: serde_json::Value = response.json().await.expect("json");
     assert_eq!(body["errorCode"], "ERR_STATE_GET");
-    assert!(started.elapsed() < Duration::from_millis(1500), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
     redis.restart().expect("restart");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let response = http.get(format!("{base}/v1.0/state/store/k")).send().await.expect("get");
+        let response = http
+            .get(format!("{base}/v1.0/state/store/k"))
+            .send()
+            .await
+            .expect("get");
         if response.status() == StatusCode::NO_CONTENT {
             break;
         }
-        assert!(Instant::now() < deadline, "reads recover after Redis returns");
+        assert!(
+            Instant::now() < deadline,
+            "reads recover after Redis returns"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     sidecar.shutdown().await;

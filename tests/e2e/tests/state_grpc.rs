@@ -12,7 +12,9 @@ fn item(key: &str, value: &str, etag: Option<&str>) -> common::StateItem {
     common::StateItem {
         key: key.to_string(),
         value: value.as_bytes().to_vec(),
-        etag: etag.map(|value| common::Etag { value: value.to_string() }),
+        etag: etag.map(|value| common::Etag {
+            value: value.to_string(),
+        }),
         metadata: HashMap::new(),
         options: None,
     }
@@ -20,18 +22,33 @@ fn item(key: &str, value: &str, etag: Option<&str>) -> common::StateItem {
 
 fn code(result: Result<impl std::fmt::Debug, outrigger_client::ClientError>) -> (Code, String) {
     match result {
-        Err(outrigger_client::ClientError::Status(status)) => (status.code(), status.message().to_string()),
+        Err(outrigger_client::ClientError::Status(status)) => {
+            (status.code(), status.message().to_string())
+        }
         other => panic!("expected a gRPC error status, got {other:?}"),
     }
 }
 
 async fn round_trip(client: &mut OutriggerClient, store: &str) {
-    assert_eq!(client.get_state(store, "g-missing").await.expect("get"), None);
-    client.save_state(store, "g1", "v1", None).await.expect("save");
-    let first = client.get_state(store, "g1").await.expect("get").expect("exists");
+    assert_eq!(
+        client.get_state(store, "g-missing").await.expect("get"),
+        None
+    );
+    client
+        .save_state(store, "g1", "v1", None)
+        .await
+        .expect("save");
+    let first = client
+        .get_state(store, "g1")
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(first.data.as_ref(), b"v1");
     let etag = first.etag.expect("etag");
-    client.save_state(store, "g1", "v2", Some(&etag)).await.expect("save with current etag");
+    client
+        .save_state(store, "g1", "v2", Some(&etag))
+        .await
+        .expect("save with current etag");
     let (status, message) = code(client.save_state(store, "g1", "v3", Some(&etag)).await);
     assert_eq!(status, Code::Aborted, "{message}");
     assert!(message.contains("etag"), "{message}");
@@ -39,7 +56,16 @@ async fn round_trip(client: &mut OutriggerClient, store: &str) {
     assert_eq!(status, Code::InvalidArgument);
     let (status, _) = code(client.delete_state(store, "g1", Some(&etag)).await);
     assert_eq!(status, Code::Aborted, "delete with a stale etag");
-    assert_eq!(client.get_state(store, "g1").await.expect("get").expect("kept").data.as_ref(), b"v2");
+    assert_eq!(
+        client
+            .get_state(store, "g1")
+            .await
+            .expect("get")
+            .expect("kept")
+            .data
+            .as_ref(),
+        b"v2"
+    );
 
     // Bulk save, bulk get, bulk delete.
     client
@@ -77,30 +103,41 @@ async fn round_trip(client: &mut OutriggerClient, store: &str) {
     assert_eq!(client.get_state(store, "b1").await.expect("get"), None);
 
     // Transactions: applied together, or not at all.
-    let transaction = |operations: Vec<(&str, common::StateItem)>| runtime::ExecuteStateTransactionRequest {
-        store_name: store.to_string(),
-        operations: operations
-            .into_iter()
-            .map(|(kind, request)| runtime::TransactionalStateOperation {
-                operation_type: kind.to_string(),
-                request: Some(request),
-            })
-            .collect(),
-        metadata: HashMap::new(),
-    };
+    let transaction =
+        |operations: Vec<(&str, common::StateItem)>| runtime::ExecuteStateTransactionRequest {
+            store_name: store.to_string(),
+            operations: operations
+                .into_iter()
+                .map(|(kind, request)| runtime::TransactionalStateOperation {
+                    operation_type: kind.to_string(),
+                    request: Some(request),
+                })
+                .collect(),
+            metadata: HashMap::new(),
+        };
     client
         .raw()
-        .execute_state_transaction(transaction(vec![("upsert", item("t1", "x", None)), ("delete", item("g1", "", None))]))
+        .execute_state_transaction(transaction(vec![
+            ("upsert", item("t1", "x", None)),
+            ("delete", item("g1", "", None)),
+        ]))
         .await
         .expect("transaction");
     assert_eq!(client.get_state(store, "g1").await.expect("get"), None);
     let failed = client
         .raw()
-        .execute_state_transaction(transaction(vec![("upsert", item("t2", "y", None)), ("upsert", item("t1", "z", Some("4242")))]))
+        .execute_state_transaction(transaction(vec![
+            ("upsert", item("t2", "y", None)),
+            ("upsert", item("t1", "z", Some("4242"))),
+        ]))
         .await
         .expect_err("stale etag");
     assert_eq!(failed.code(), Code::Aborted);
-    assert_eq!(client.get_state(store, "t2").await.expect("get"), None, "nothing applied");
+    assert_eq!(
+        client.get_state(store, "t2").await.expect("get"),
+        None,
+        "nothing applied"
+    );
     let unknown = client
         .raw()
         .execute_state_transaction(transaction(vec![("merge", item("t1", "z", None))]))
@@ -113,15 +150,29 @@ async fn round_trip(client: &mut OutriggerClient, store: &str) {
 async fn grpc_state_round_trip_in_memory_and_redis() {
     let redis = RedisServer::start().expect("redis-server");
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("redis.yaml"), redis_component("redisstore", &redis.address(), &[])).expect("write");
-    std::fs::write(dir.path().join("memory.yaml"), outrigger_e2e::memory_component("memstore")).expect("write");
+    std::fs::write(
+        dir.path().join("redis.yaml"),
+        redis_component("redisstore", &redis.address(), &[]),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("memory.yaml"),
+        outrigger_e2e::memory_component("memstore"),
+    )
+    .expect("write");
     let sidecar = start(config_with_resources("grpc-app", dir.path())).await;
-    let mut client = OutriggerClient::connect(&grpc_url(&sidecar), None).await.expect("connect");
+    let mut client = OutriggerClient::connect(&grpc_url(&sidecar), None)
+        .await
+        .expect("connect");
     round_trip(&mut client, "memstore").await;
     round_trip(&mut client, "redisstore").await;
     let metadata = client.metadata().await.expect("metadata");
     assert_eq!(metadata.id, "grpc-app");
-    let names: Vec<_> = metadata.registered_components.iter().map(|c| c.name.as_str()).collect();
+    let names: Vec<_> = metadata
+        .registered_components
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
     assert_eq!(names, ["memstore", "redisstore"]);
     sidecar.shutdown().await;
 }
@@ -133,13 +184,19 @@ async fn grpc_errors_unknown_store_unimplemented_token_and_size() {
     config.max_body_size = 1024;
     let sidecar = start(config).await;
 
-    let mut anonymous = OutriggerClient::connect(&grpc_url(&sidecar), None).await.expect("connect");
+    let mut anonymous = OutriggerClient::connect(&grpc_url(&sidecar), None)
+        .await
+        .expect("connect");
     let (status, _) = code(anonymous.get_state("statestore", "k").await);
     assert_eq!(status, Code::Unauthenticated);
-    let mut wrong = OutriggerClient::connect(&grpc_url(&sidecar), Some("nope")).await.expect("connect");
+    let mut wrong = OutriggerClient::connect(&grpc_url(&sidecar), Some("nope"))
+        .await
+        .expect("connect");
     assert_eq!(code(wrong.metadata().await).0, Code::Unauthenticated);
 
-    let mut client = OutriggerClient::connect(&grpc_url(&sidecar), Some("tok")).await.expect("connect");
+    let mut client = OutriggerClient::connect(&grpc_url(&sidecar), Some("tok"))
+        .await
+        .expect("connect");
     let (status, message) = code(client.get_state("nostore", "k").await);
     assert_eq!(status, Code::InvalidArgument);
     assert_eq!(message, "state store nostore is not found");
@@ -148,8 +205,13 @@ async fn grpc_errors_unknown_store_unimplemented_token_and_size() {
     assert!(message.contains("can't contain '||'"), "{message}");
     let (status, _) = code(client.save_state("statestore", "", "v", None).await);
     assert_eq!(status, Code::InvalidArgument);
-    let too_big = client.save_state("statestore", "big", vec![b'x'; 4096], None).await;
-    assert!(too_big.is_err(), "a message over --max-body-size is refused");
+    let too_big = client
+        .save_state("statestore", "big", vec![b'x'; 4096], None)
+        .await;
+    assert!(
+        too_big.is_err(),
+        "a message over --max-body-size is refused"
+    );
 
     let unimplemented = client
         .raw()
@@ -157,20 +219,41 @@ async fn grpc_errors_unknown_store_unimplemented_token_and_size() {
         .await
         .expect_err("publish is not built yet");
     assert_eq!(unimplemented.code(), Code::Unimplemented);
-    assert!(unimplemented.message().contains("PublishEvent"), "{}", unimplemented.message());
+    assert!(
+        unimplemented.message().contains("PublishEvent"),
+        "{}",
+        unimplemented.message()
+    );
 
     // Still serving.
-    client.save_state("statestore", "ok", "fine", None).await.expect("save");
-    assert!(client.get_state("statestore", "ok").await.expect("get").is_some());
-    client.raw().shutdown(runtime::ShutdownRequest {}).await.expect("shutdown");
-    tokio::time::timeout(std::time::Duration::from_secs(10), sidecar.wait()).await.expect("stops");
+    client
+        .save_state("statestore", "ok", "fine", None)
+        .await
+        .expect("save");
+    assert!(
+        client
+            .get_state("statestore", "ok")
+            .await
+            .expect("get")
+            .is_some()
+    );
+    client
+        .raw()
+        .shutdown(runtime::ShutdownRequest {})
+        .await
+        .expect("shutdown");
+    tokio::time::timeout(std::time::Duration::from_secs(10), sidecar.wait())
+        .await
+        .expect("stops");
 }
 
 #[tokio::test]
 async fn grpc_no_store_configured_is_failed_precondition() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sidecar = start(config_with_resources("grpc-empty", dir.path())).await;
-    let mut client = OutriggerClient::connect(&grpc_url(&sidecar), None).await.expect("connect");
+    let mut client = OutriggerClient::connect(&grpc_url(&sidecar), None)
+        .await
+        .expect("connect");
     let (status, _) = code(client.get_state("statestore", "k").await);
     assert_eq!(status, Code::FailedPrecondition);
     sidecar.shutdown().await;

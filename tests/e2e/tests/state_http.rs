@@ -20,7 +20,12 @@ impl Api {
         }
     }
 
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<&str>) -> (StatusCode, String, reqwest::header::HeaderMap) {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&str>,
+    ) -> (StatusCode, String, reqwest::header::HeaderMap) {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(body) = body {
             request = request.body(body.to_string());
@@ -59,22 +64,39 @@ async fn round_trip(api: &Api, store: &str) {
 
     let (status, body, headers) = api.get(&format!("/v1.0/state/{store}/order-1")).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body, r#"{"id":1,"total":10.50}"#, "value stored as compact JSON, numbers untouched");
-    let etag = headers.get("etag").expect("ETag header").to_str().expect("text").to_string();
+    assert_eq!(
+        body, r#"{"id":1,"total":10.50}"#,
+        "value stored as compact JSON, numbers untouched"
+    );
+    let etag = headers
+        .get("etag")
+        .expect("ETag header")
+        .to_str()
+        .expect("text")
+        .to_string();
     let (_, body, _) = api.get(&format!("/v1.0/state/{store}/greeting")).await;
-    assert_eq!(body, "\"hello\"", "a JSON string keeps its quotes, as Dapr stores it");
+    assert_eq!(
+        body, "\"hello\"",
+        "a JSON string keeps its quotes, as Dapr stores it"
+    );
 
     let (status, body, _) = api.get(&format!("/v1.0/state/{store}/missing")).await;
     assert_eq!((status, body.as_str()), (StatusCode::NO_CONTENT, ""));
 
     // ETag: the current one wins, a stale one conflicts.
     let update = format!(r#"[{{"key":"order-1","value":2,"etag":"{etag}"}}]"#);
-    assert_eq!(api.post(&format!("/v1.0/state/{store}"), &update).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.post(&format!("/v1.0/state/{store}"), &update).await.0,
+        StatusCode::NO_CONTENT
+    );
     let (status, body) = api.post(&format!("/v1.0/state/{store}"), &update).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(error_code(&body), "ERR_STATE_SAVE");
     let (status, body) = api
-        .post(&format!("/v1.0/state/{store}"), r#"[{"key":"order-1","value":3,"etag":"not-a-version"}]"#)
+        .post(
+            &format!("/v1.0/state/{store}"),
+            r#"[{"key":"order-1","value":3,"etag":"not-a-version"}]"#,
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(error_code(&body), "ERR_STATE_SAVE");
@@ -90,7 +112,10 @@ async fn round_trip(api: &Api, store: &str) {
 
     // Bulk get: order kept, missing keys have no data.
     let (status, body) = api
-        .post(&format!("/v1.0/state/{store}/bulk"), r#"{"keys":["greeting","missing","order-1"],"parallelism":2}"#)
+        .post(
+            &format!("/v1.0/state/{store}/bulk"),
+            r#"{"keys":["greeting","missing","order-1"],"parallelism":2}"#,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let items: Value = serde_json::from_str(&body).expect("json");
@@ -108,8 +133,14 @@ async fn round_trip(api: &Api, store: &str) {
         )
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
-    assert_eq!(api.get(&format!("/v1.0/state/{store}/tx-a")).await.1, "\"A\"");
-    assert_eq!(api.get(&format!("/v1.0/state/{store}/greeting")).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.get(&format!("/v1.0/state/{store}/tx-a")).await.1,
+        "\"A\""
+    );
+    assert_eq!(
+        api.get(&format!("/v1.0/state/{store}/greeting")).await.0,
+        StatusCode::NO_CONTENT
+    );
     let (status, body) = api
         .post(
             &format!("/v1.0/state/{store}/transaction"),
@@ -118,11 +149,20 @@ async fn round_trip(api: &Api, store: &str) {
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(error_code(&body), "ERR_STATE_TRANSACTION");
-    assert_eq!(api.get(&format!("/v1.0/state/{store}/tx-b")).await.0, StatusCode::NO_CONTENT, "nothing applied");
+    assert_eq!(
+        api.get(&format!("/v1.0/state/{store}/tx-b")).await.0,
+        StatusCode::NO_CONTENT,
+        "nothing applied"
+    );
 
     // Delete with If-Match.
     let (_, _, headers) = api.get(&format!("/v1.0/state/{store}/tx-a")).await;
-    let etag = headers.get("etag").expect("etag").to_str().expect("text").to_string();
+    let etag = headers
+        .get("etag")
+        .expect("etag")
+        .to_str()
+        .expect("text")
+        .to_string();
     let stale = api
         .http
         .delete(format!("{}/v1.0/state/{store}/tx-a", api.base))
@@ -131,7 +171,10 @@ async fn round_trip(api: &Api, store: &str) {
         .await
         .expect("delete");
     assert_eq!(stale.status(), StatusCode::CONFLICT);
-    assert_eq!(error_code(&stale.text().await.expect("body")), "ERR_STATE_DELETE");
+    assert_eq!(
+        error_code(&stale.text().await.expect("body")),
+        "ERR_STATE_DELETE"
+    );
     let fresh = api
         .http
         .delete(format!("{}/v1.0/state/{store}/tx-a", api.base))
@@ -140,7 +183,10 @@ async fn round_trip(api: &Api, store: &str) {
         .await
         .expect("delete");
     assert_eq!(fresh.status(), StatusCode::NO_CONTENT);
-    assert_eq!(api.get(&format!("/v1.0/state/{store}/tx-a")).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.get(&format!("/v1.0/state/{store}/tx-a")).await.0,
+        StatusCode::NO_CONTENT
+    );
 
     // TTL from request metadata, reported back as metadata.ttlExpireTime.
     let (status, _) = api
@@ -152,9 +198,15 @@ async fn round_trip(api: &Api, store: &str) {
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _, headers) = api.get(&format!("/v1.0/state/{store}/session")).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(headers.contains_key("metadata.ttlExpireTime"), "{headers:?}");
+    assert!(
+        headers.contains_key("metadata.ttlExpireTime"),
+        "{headers:?}"
+    );
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    assert_eq!(api.get(&format!("/v1.0/state/{store}/session")).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.get(&format!("/v1.0/state/{store}/session")).await.0,
+        StatusCode::NO_CONTENT
+    );
 }
 
 #[tokio::test]
@@ -168,7 +220,11 @@ async fn embedded_in_memory_store_round_trip() {
 async fn redis_store_round_trip_uses_dapr_key_layout() {
     let redis = RedisServer::start().expect("redis-server");
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("redis.yaml"), redis_component("orders", &redis.address(), &[])).expect("write");
+    std::fs::write(
+        dir.path().join("redis.yaml"),
+        redis_component("orders", &redis.address(), &[]),
+    )
+    .expect("write");
     let sidecar = start(config_with_resources("http-redis", dir.path())).await;
     let api = Api::new(http_base(&sidecar));
     round_trip(&api, "orders").await;
@@ -191,39 +247,188 @@ async fn every_route_answers_bad_input_with_the_documented_error_and_keeps_servi
     let api = Api::new(http_base(&sidecar));
     let big = format!(r#"[{{"key":"k","value":"{}"}}]"#, "x".repeat(2048));
     let cases: Vec<(reqwest::Method, &str, Option<&str>, StatusCode, &str)> = vec![
-        (reqwest::Method::POST, "/v1.0/state/nostore", Some("[]"), StatusCode::BAD_REQUEST, "ERR_STATE_STORE_NOT_FOUND"),
-        (reqwest::Method::GET, "/v1.0/state/nostore/k", None, StatusCode::BAD_REQUEST, "ERR_STATE_STORE_NOT_FOUND"),
-        (reqwest::Method::DELETE, "/v1.0/state/nostore/k", None, StatusCode::BAD_REQUEST, "ERR_STATE_STORE_NOT_FOUND"),
-        (reqwest::Method::POST, "/v1.0/state/nostore/bulk", Some("{}"), StatusCode::BAD_REQUEST, "ERR_STATE_STORE_NOT_FOUND"),
-        (reqwest::Method::POST, "/v1.0/state/nostore/transaction", Some("{}"), StatusCode::BAD_REQUEST, "ERR_STATE_STORE_NOT_FOUND"),
-        (reqwest::Method::POST, "/v1.0/state/statestore", Some("{not json"), StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST"),
-        (reqwest::Method::POST, "/v1.0/state/statestore", Some(""), StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST"),
-        (reqwest::Method::POST, "/v1.0/state/statestore", Some(r#"{"key":"k"}"#), StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST"),
-        (reqwest::Method::POST, "/v1.0/state/statestore", Some(r#"[{"value":1}]"#), StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST"),
-        (reqwest::Method::POST, "/v1.0/state/statestore", Some(r#"[{"key":"","value":1}]"#), StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST"),
-        (reqwest::Method::POST, "/v1.0/state/statestore", Some(r#"[{"key":"a||b","value":1}]"#), StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST"),
-        (reqwest::Method::POST, "/v1.0/state/statestore", Some(r#"[{"key":"k","value":1,"options":{"concurrency":"sometimes"}}]"#), StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST"),
-        (reqwest::Method::POST, "/v1.0/state/statestore", Some(r#"[{"key":"k","value":1,"metadata":{"ttlInSeconds":"soon"}}]"#), StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST"),
-        (reqwest::Method::POST, "/v1.0/state/statestore", Some(&big), StatusCode::PAYLOAD_TOO_LARGE, "ERR_BODY_TOO_LARGE"),
-        (reqwest::Method::GET, "/v1.0/state/statestore/a||b", None, StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST"),
-        (reqwest::Method::GET, "/v1.0/state/statestore/k?consistency=psychic", None, StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST"),
-        (reqwest::Method::DELETE, "/v1.0/state/statestore/k?concurrency=never", None, StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST"),
-        (reqwest::Method::POST, "/v1.0/state/statestore/bulk", Some(r#"{"keys":"k"}"#), StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST"),
-        (reqwest::Method::POST, "/v1.0/state/statestore/bulk", Some(r#"{"keys":["a||b"]}"#), StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST"),
-        (reqwest::Method::POST, "/v1.0/state/statestore/transaction", Some("[]"), StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST"),
-        (reqwest::Method::POST, "/v1.0/state/statestore/transaction", Some(r#"{"operations":[{"operation":"merge","request":{"key":"k"}}]}"#), StatusCode::BAD_REQUEST, "ERR_NOT_SUPPORTED_STATE_OPERATION"),
-        (reqwest::Method::POST, "/v1.0/publish/pubsub/orders", Some("{}"), StatusCode::NOT_IMPLEMENTED, "ERR_NOT_IMPLEMENTED"),
-        (reqwest::Method::GET, "/v1.0/nothing-here", None, StatusCode::NOT_FOUND, "ERR_NOT_FOUND"),
+        (
+            reqwest::Method::POST,
+            "/v1.0/state/nostore",
+            Some("[]"),
+            StatusCode::BAD_REQUEST,
+            "ERR_STATE_STORE_NOT_FOUND",
+        ),
+        (
+            reqwest::Method::GET,
+            "/v1.0/state/nostore/k",
+            None,
+            StatusCode::BAD_REQUEST,
+            "ERR_STATE_STORE_NOT_FOUND",
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/v1.0/state/nostore/k",
+            None,
+            StatusCode::BAD_REQUEST,
+            "ERR_STATE_STORE_NOT_FOUND",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1.0/state/nostore/bulk",
+            Some("{}"),
+            StatusCode::BAD_REQUEST,
+            "ERR_STATE_STORE_NOT_FOUND",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1.0/state/nostore/transaction",
+            Some("{}"),
+            StatusCode::BAD_REQUEST,
+            "ERR_STATE_STORE_NOT_FOUND",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1.0/state/statestore",
+            Some("{not json"),
+            StatusCode::BAD_REQUEST,
+            "ERR_MALFORMED_REQUEST",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1.0/state/statestore",
+            Some(""),
+            StatusCode::BAD_REQUEST,
+            "ERR_MALFORMED_REQUEST",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1.0/state/statestore",
+            Some(r#"{"key":"k"}"#),
+            StatusCode::BAD_REQUEST,
+            "ERR_MALFORMED_REQUEST",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1.0/state/statestore",
+            Some(r#"[{"value":1}]"#),
+            StatusCode::BAD_REQUEST,
+            "ERR_MALFORMED_REQUEST",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1.0/state/statestore",
+            Some(r#"[{"key":"","value":1}]"#),
+            StatusCode::BAD_REQUEST,
+            "ERR_MALFORMED_REQUEST",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1.0/state/statestore",
+            Some(r#"[{"key":"a||b","value":1}]"#),
+            StatusCode::BAD_REQUEST,
+            "ERR_MALFORMED_REQUEST",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1.0/state/statestore",
+            Some(r#"[{"key":"k","value":1,"options":{"concurrency":"sometimes"}}]"#),
+            StatusCode::BAD_REQUEST,
+            "ERR_MALFORMED_REQUEST",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1.0/state/statestore",
+            Some(r#"[{"key":"k","value":1,"metadata":{"ttlInSeconds":"soon"}}]"#),
+            StatusCode::BAD_REQUEST,
+            "ERR_MALFORMED_REQUEST",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1.0/state/statestore",
+            Some(&big),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "ERR_BODY_TOO_LARGE",
+        ),
+        (
+            reqwest::Method::GET,
+            "/v1.0/state/statestore/a||b",
+            None,
+            StatusCode::BAD_REQUEST,
+            "ERR_MALFORMED_REQUEST",
+        ),
+        (
+            reqwest::Method::GET,
+            "/v1.0/state/statestore/k?consistency=psychic",
+            None,
+            StatusCode::BAD_REQUEST,
+            "ERR_MALFORMED_REQUEST",
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/v1.0/state/statestore/k?concurrency=never",
+            None,
+            StatusCode::BAD_REQUEST,
+            "ERR_MALFORMED_REQUEST",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1.0/state/statestore/bulk",
+            Some(r#"{"keys":"k"}"#),
+            StatusCode::BAD_REQUEST,
+            "ERR_MALFORMED_REQUEST",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1.0/state/statestore/bulk",
+            Some(r#"{"keys":["a||b"]}"#),
+            StatusCode::BAD_REQUEST,
+            "ERR_MALFORMED_REQUEST",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1.0/state/statestore/transaction",
+            Some("[]"),
+            StatusCode::BAD_REQUEST,
+            "ERR_MALFORMED_REQUEST",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1.0/state/statestore/transaction",
+            Some(r#"{"operations":[{"operation":"merge","request":{"key":"k"}}]}"#),
+            StatusCode::BAD_REQUEST,
+            "ERR_NOT_SUPPORTED_STATE_OPERATION",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1.0/publish/pubsub/orders",
+            Some("{}"),
+            StatusCode::NOT_IMPLEMENTED,
+            "ERR_NOT_IMPLEMENTED",
+        ),
+        (
+            reqwest::Method::GET,
+            "/v1.0/nothing-here",
+            None,
+            StatusCode::NOT_FOUND,
+            "ERR_NOT_FOUND",
+        ),
     ];
     for (method, path, body, expected_status, expected_code) in cases {
         let (status, text, _) = api.send(method.clone(), path, body).await;
         assert_eq!(status, expected_status, "{method} {path}: {text}");
         assert_eq!(error_code(&text), expected_code, "{method} {path}: {text}");
-        let message = serde_json::from_str::<Value>(&text).expect("json")["message"].as_str().unwrap_or("").to_string();
-        assert!(!message.is_empty(), "{method} {path}: error message must say what is wrong");
+        let message = serde_json::from_str::<Value>(&text).expect("json")["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        assert!(
+            !message.is_empty(),
+            "{method} {path}: error message must say what is wrong"
+        );
     }
     // Still serving after all of that.
-    assert_eq!(api.post("/v1.0/state/statestore", r#"[{"key":"k","value":1}]"#).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.post("/v1.0/state/statestore", r#"[{"key":"k","value":1}]"#)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(api.get("/v1.0/state/statestore/k").await.1, "1");
     sidecar.shutdown().await;
 }
@@ -246,15 +451,31 @@ async fn api_token_guards_every_route_but_health() {
     let sidecar = start(config).await;
     let api = Api::new(http_base(&sidecar));
     for path in ["/v1.0/healthz", "/v1.0/healthz/outbound"] {
-        assert_eq!(api.get(path).await.0, StatusCode::NO_CONTENT, "{path} is exempt");
+        assert_eq!(
+            api.get(path).await.0,
+            StatusCode::NO_CONTENT,
+            "{path} is exempt"
+        );
     }
     let (status, body, _) = api.get("/v1.0/state/statestore/k").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(error_code(&body), "ERR_API_TOKEN_INVALID");
     assert_eq!(api.get("/v1.0/metadata").await.0, StatusCode::UNAUTHORIZED);
-    let wrong = api.http.get(format!("{}/v1.0/metadata", api.base)).header("dapr-api-token", "guess").send().await.expect("send");
+    let wrong = api
+        .http
+        .get(format!("{}/v1.0/metadata", api.base))
+        .header("dapr-api-token", "guess")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
-    let right = api.http.get(format!("{}/v1.0/metadata", api.base)).header("dapr-api-token", "s3cret").send().await.expect("send");
+    let right = api
+        .http
+        .get(format!("{}/v1.0/metadata", api.base))
+        .header("dapr-api-token", "s3cret")
+        .send()
+        .await
+        .expect("send");
     assert_eq!(right.status(), StatusCode::OK);
     sidecar.shutdown().await;
 }
@@ -267,8 +488,14 @@ async fn metadata_reports_app_ports_and_components() {
     assert_eq!(status, StatusCode::OK);
     let metadata: Value = serde_json::from_str(&body).expect("json");
     assert_eq!(metadata["id"], "meta");
-    assert_eq!(metadata["extended"]["daprHttpPort"], sidecar.http_address.port().to_string());
-    assert_eq!(metadata["extended"]["daprGrpcPort"], sidecar.grpc_address.port().to_string());
+    assert_eq!(
+        metadata["extended"]["daprHttpPort"],
+        sidecar.http_address.port().to_string()
+    );
+    assert_eq!(
+        metadata["extended"]["daprGrpcPort"],
+        sidecar.grpc_address.port().to_string()
+    );
     assert_eq!(
         metadata["components"],
         json!([{"name": "statestore", "type": "state.in-memory", "version": "v1", "capabilities": ["ETAG", "TRANSACTIONAL", "TTL"]}])
@@ -280,7 +507,10 @@ async fn metadata_reports_app_ports_and_components() {
 async fn shutdown_route_stops_the_sidecar() {
     let sidecar = start(Config::for_test("stopper")).await;
     let api = Api::new(http_base(&sidecar));
-    assert_eq!(api.post("/v1.0/shutdown", "").await.0, StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.post("/v1.0/shutdown", "").await.0,
+        StatusCode::NO_CONTENT
+    );
     tokio::time::timeout(std::time::Duration::from_secs(10), sidecar.wait())
         .await
         .expect("the sidecar stops after /v1.0/shutdown");

@@ -6,7 +6,6 @@ pub mod sidecar;
 pub use redis_server::RedisServer;
 pub use sidecar::{Sidecar, SidecarBuilder, outrigger_binary};
 
-
 use std::net::TcpListener;
 
 /// A loopback port that was free a moment ago.

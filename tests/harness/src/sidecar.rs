@@ -15,7 +15,11 @@ pub fn outrigger_binary() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target"));
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     target.join(profile).join("outrigger")
 }
 
@@ -54,7 +58,15 @@ impl SidecarBuilder {
     fn command(&self) -> Command {
         let mut command = Command::new(outrigger_binary());
         command
-            .args(["run", "--app-id", &self.app_id, "--dapr-http-port", "0", "--dapr-grpc-port", "0"])
+            .args([
+                "run",
+                "--app-id",
+                &self.app_id,
+                "--dapr-http-port",
+                "0",
+                "--dapr-grpc-port",
+                "0",
+            ])
             .args(&self.args)
             .env_remove("DAPR_API_TOKEN")
             .envs(self.env.iter().map(|(name, value)| (name, value)))
@@ -97,21 +109,25 @@ impl SidecarBuilder {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|error| {
-                panic!("spawn {} (build it with cargo build): {error}", outrigger_binary().display())
+                panic!(
+                    "spawn {} (build it with cargo build): {error}",
+                    outrigger_binary().display()
+                )
             });
         let log = Arc::new(Mutex::new(String::new()));
         let (ports_sender, ports) = std::sync::mpsc::channel();
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
-        for (stream, is_stdout) in [(Box::new(stdout) as Box<dyn std::io::Read + Send>, true), (Box::new(stderr), false)] {
+        for (stream, is_stdout) in [
+            (Box::new(stdout) as Box<dyn std::io::Read + Send>, true),
+            (Box::new(stderr), false),
+        ] {
             let log = Arc::clone(&log);
             let ports_sender = ports_sender.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if is_stdout {
-                        if let Some(found) = parse_ports(&line) {
-                            let _ = ports_sender.send(found);
-                        }
+                    if let Some(found) = parse_ports(&line).filter(|_| is_stdout) {
+                        let _ = ports_sender.send(found);
                     }
                     let mut log = log.lock().expect("log");
                     log.push_str(&line);
@@ -142,7 +158,12 @@ fn parse_ports(line: &str) -> Option<(u16, u16)> {
     let field = |name: &str| {
         line.split_whitespace()
             .find_map(|word| word.strip_prefix(name))
-            .and_then(|value| value.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok())
+            .and_then(|value| {
+                value
+                    .trim_matches(|c: char| !c.is_ascii_digit())
+                    .parse()
+                    .ok()
+            })
     };
     Some((field("http_port=")?, field("grpc_port=")?))
 }

@@ -30,14 +30,12 @@ impl KeyPrefix {
             }),
             _ => Some(strategy.to_ascii_lowercase()),
         };
-        if let Some(prefix) = &prefix {
-            if prefix.contains(SEPARATOR) {
-                return Err(MetadataError::Invalid {
-                    field: "keyPrefix".into(),
-                    expected: format!("a prefix without {SEPARATOR:?}"),
-                    got: prefix.clone(),
-                });
-            }
+        if let Some(prefix) = prefix.as_ref().filter(|prefix| prefix.contains(SEPARATOR)) {
+            return Err(MetadataError::Invalid {
+                field: "keyPrefix".into(),
+                expected: format!("a prefix without {SEPARATOR:?}"),
+                got: prefix.clone(),
+            });
         }
         Ok(Self {
             prefix: prefix.filter(|prefix| !prefix.is_empty()),
@@ -57,7 +55,9 @@ impl KeyPrefix {
             return Err("key must not be empty".to_string());
         }
         if key.contains(SEPARATOR) {
-            return Err(format!("input key/keyPrefix '{key}' can't contain '{SEPARATOR}'"));
+            return Err(format!(
+                "input key/keyPrefix '{key}' can't contain '{SEPARATOR}'"
+            ));
         }
         Ok(match &self.prefix {
             Some(prefix) => format!("{prefix}{SEPARATOR}{key}"),
@@ -92,12 +92,27 @@ mod tests {
     #[test]
     fn strategies_match_dapr() {
         assert_eq!(prefix(None, None).qualify("k"), Ok("myapp||k".into()));
-        assert_eq!(prefix(Some("appid"), None).qualify("k"), Ok("myapp||k".into()));
-        assert_eq!(prefix(Some("name"), None).qualify("k"), Ok("statestore||k".into()));
-        assert_eq!(prefix(Some("namespace"), Some("prod")).qualify("k"), Ok("prod.myapp||k".into()));
-        assert_eq!(prefix(Some("namespace"), None).qualify("k"), Ok("myapp||k".into()));
+        assert_eq!(
+            prefix(Some("appid"), None).qualify("k"),
+            Ok("myapp||k".into())
+        );
+        assert_eq!(
+            prefix(Some("name"), None).qualify("k"),
+            Ok("statestore||k".into())
+        );
+        assert_eq!(
+            prefix(Some("namespace"), Some("prod")).qualify("k"),
+            Ok("prod.myapp||k".into())
+        );
+        assert_eq!(
+            prefix(Some("namespace"), None).qualify("k"),
+            Ok("myapp||k".into())
+        );
         assert_eq!(prefix(Some("none"), None).qualify("k"), Ok("k".into()));
-        assert_eq!(prefix(Some("Shared"), None).qualify("k"), Ok("shared||k".into()));
+        assert_eq!(
+            prefix(Some("Shared"), None).qualify("k"),
+            Ok("shared||k".into())
+        );
     }
 
     #[test]

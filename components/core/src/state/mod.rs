@@ -254,7 +254,9 @@ pub fn ttl_from_seconds_text(text: &str) -> Result<Option<Ttl>, String> {
     match seconds {
         -1 => Ok(Some(Ttl::Never)),
         0 => Ok(None),
-        seconds if seconds > 0 => Ok(Some(Ttl::After(Duration::from_secs(seconds.unsigned_abs())))),
+        seconds if seconds > 0 => Ok(Some(Ttl::After(Duration::from_secs(
+            seconds.unsigned_abs(),
+        )))),
         _ => Err(format!(
             "ttlInSeconds must be a positive number of seconds or -1, got {seconds}"
         )),
@@ -267,7 +269,8 @@ mod tests {
 
     #[test]
     fn ttl_metadata_parses_dapr_values() {
-        let metadata = |value: &str| HashMap::from([("ttlInSeconds".to_string(), value.to_string())]);
+        let metadata =
+            |value: &str| HashMap::from([("ttlInSeconds".to_string(), value.to_string())]);
         assert_eq!(ttl_from_metadata(&HashMap::new()), Ok(None));
         assert_eq!(ttl_from_metadata(&metadata("-1")), Ok(Some(Ttl::Never)));
         assert_eq!(

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace on this machine, installing what the tests need first.
+#
+#   tests/run-all.sh
+#
+# Idempotent: packages and the Python venv are installed only when missing. Needs root (or
+# sudo) only the first time, for apt.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# --- system packages -------------------------------------------------------------------
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+if [ "${#missing[@]}" -gt 0 ]; then
+    step "installing ${missing[*]} (apt)"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# The distribution's redis service is not used by the tests (they start their own servers).
+command -v redis-server >/dev/null
+
+# --- Rust ------------------------------------------------------------------------------
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test --workspace"
+cargo test --workspace --locked
+
+# --- the official Dapr Python SDK against the built binary -------------------------------
+step "Dapr Python SDK end-to-end tests"
+OUTRIGGER_BIN="$repo/target/debug/outrigger" tests/python/run.sh
