@@ -11,16 +11,28 @@ pub struct RedisServer {
     port: u16,
     dir: TempDir,
     child: Option<Child>,
+    durable: bool,
 }
 
 impl RedisServer {
-    /// Starts `redis-server` on a free port and waits until it accepts connections.
+    /// Starts `redis-server` on a free port with every write fsynced, and waits until it
+    /// accepts connections.
     pub fn start() -> std::io::Result<Self> {
+        Self::start_with(true)
+    }
+
+    /// Starts a server without persistence, for benchmarks (as Redis is usually run as a cache).
+    pub fn start_volatile() -> std::io::Result<Self> {
+        Self::start_with(false)
+    }
+
+    fn start_with(durable: bool) -> std::io::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut server = Self {
             port: crate::free_port(),
             dir,
             child: None,
+            durable,
         };
         server.spawn()?;
         Ok(server)
@@ -42,7 +54,11 @@ impl RedisServer {
     fn spawn(&mut self) -> std::io::Result<()> {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .args(if self.durable {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "no"]
+            })
             // Tests use DEBUG SLEEP to hold a request in flight.
             .args(["--enable-debug-command", "local"])
             .arg("--dir")
