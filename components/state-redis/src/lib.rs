@@ -45,7 +45,20 @@ impl RedisStateStore {
         if let Some(password) = &settings.password {
             redis_settings = redis_settings.set_password(password);
         }
-        let info = ConnectionAddr::Tcp(settings.host.clone(), settings.port)
+        let address_kind = if settings.enable_tls {
+            // Dapr's enableTLS skips certificate verification; keep that contract, and say so.
+            tracing::warn!(redis = %address, "enableTLS: connecting with TLS without verifying the server certificate, as Dapr does");
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            ConnectionAddr::TcpTls {
+                host: settings.host.clone(),
+                port: settings.port,
+                insecure: true,
+                tls_params: None,
+            }
+        } else {
+            ConnectionAddr::Tcp(settings.host.clone(), settings.port)
+        };
+        let info = address_kind
             .into_connection_info()
             .map_err(connect_error)?
             .set_redis_settings(redis_settings);
@@ -340,6 +353,56 @@ mod tests {
             .await
             .expect("hmget");
         assert_eq!((data.as_str(), version.as_str()), ("hello", "1"));
+    }
+
+    #[tokio::test]
+    async fn enable_tls_and_password_connect_to_a_tls_redis() {
+        let server = RedisServer::start_with(outrigger_test_harness::RedisOptions {
+            tls: true,
+            password: Some("pa55".into()),
+            ..Default::default()
+        })
+        .expect("redis-server with TLS");
+        let address = server.address();
+        let with = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("redisHost", address.as_str())];
+            all.extend_from_slice(pairs);
+            ComponentMetadata::from_pairs(all)
+        };
+        let store = RedisStateStore::from_metadata(&with(&[
+            ("enableTLS", "true"),
+            ("redisPassword", "pa55"),
+        ]))
+        .await
+        .expect("connects over TLS");
+        store
+            .set(SetRequest::new("tls-key", "secret"))
+            .await
+            .expect("set");
+        let item = store
+            .get(GetRequest::new("tls-key"))
+            .await
+            .expect("get")
+            .expect("exists");
+        assert_eq!(item.value, Bytes::from("secret"));
+
+        let wrong = RedisStateStore::from_metadata(&with(&[
+            ("enableTLS", "true"),
+            ("redisPassword", "nope"),
+            ("dialTimeout", "1s"),
+        ]))
+        .await
+        .err()
+        .expect("wrong password");
+        assert!(wrong.to_string().contains(&address), "{wrong}");
+        let plain = RedisStateStore::from_metadata(&with(&[
+            ("redisPassword", "pa55"),
+            ("dialTimeout", "500ms"),
+        ]))
+        .await
+        .err()
+        .expect("plain TCP to a TLS port fails");
+        assert!(plain.to_string().contains("error connecting"), "{plain}");
     }
 
     #[tokio::test]

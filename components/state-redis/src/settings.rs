@@ -13,6 +13,8 @@ pub struct RedisSettings {
     pub username: Option<String>,
     pub password: Option<String>,
     pub db: i64,
+    /// `enableTLS`: TLS without certificate verification, as Dapr does (`InsecureSkipVerify`).
+    pub enable_tls: bool,
     pub dial_timeout: Duration,
     pub read_timeout: Duration,
     pub write_timeout: Duration,
@@ -27,11 +29,6 @@ impl RedisSettings {
     pub fn from_metadata(metadata: &ComponentMetadata) -> Result<Self, InitError> {
         let address = metadata.required("redisHost")?;
         let (host, port) = parse_host(address)?;
-        if metadata.bool_or("enableTLS", false)? {
-            return Err(InitError::Unsupported(
-                "enableTLS: true (TLS connections to Redis)".into(),
-            ));
-        }
         match metadata
             .get("redisType")
             .map(str::to_ascii_lowercase)
@@ -74,6 +71,7 @@ impl RedisSettings {
             username: metadata.get("redisUsername").map(str::to_string),
             password: metadata.get("redisPassword").map(str::to_string),
             db: metadata.i64_or("redisDB", 0)?,
+            enable_tls: metadata.bool_or("enableTLS", false)?,
             dial_timeout: metadata.duration_or("dialTimeout", Duration::from_secs(5))?,
             read_timeout: metadata.duration_or("readTimeout", Duration::from_secs(3))?,
             write_timeout: metadata.duration_or("writeTimeout", Duration::from_secs(3))?,
@@ -140,7 +138,10 @@ mod tests {
                 &[("redisHost", "h:1"), ("ttlInSeconds", "-4")],
                 "ttlInSeconds",
             ),
-            (&[("redisHost", "h:1"), ("enableTLS", "true")], "enableTLS"),
+            (
+                &[("redisHost", "h:1"), ("enableTLS", "perhaps")],
+                "enableTLS",
+            ),
             (
                 &[("redisHost", "h:1"), ("redisType", "cluster")],
                 "redisType",

@@ -3,7 +3,7 @@
 pub mod redis_server;
 pub mod sidecar;
 
-pub use redis_server::RedisServer;
+pub use redis_server::{RedisOptions, RedisServer};
 pub use sidecar::{Sidecar, SidecarBuilder, outrigger_binary};
 
 use std::net::TcpListener;

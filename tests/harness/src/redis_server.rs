@@ -1,5 +1,5 @@
-//! A real `redis-server` in a temporary directory, with append-only persistence so that every
-//! acknowledged write survives a stop and restart.
+//! A real `redis-server` in a temporary directory. By default with append-only persistence
+//! fsynced on every write, so that every acknowledged write survives a stop and restart.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -7,33 +7,50 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+/// How to run the server.
+#[derive(Debug, Clone, Default)]
+pub struct RedisOptions {
+    /// Without persistence, as Redis usually runs as a cache (benchmarks).
+    pub volatile: bool,
+    /// Serve TLS only, with a self-signed certificate made by `openssl`.
+    pub tls: bool,
+    /// `requirepass`.
+    pub password: Option<String>,
+}
+
 pub struct RedisServer {
     port: u16,
     dir: TempDir,
     child: Option<Child>,
-    durable: bool,
+    options: RedisOptions,
 }
 
 impl RedisServer {
-    /// Starts `redis-server` on a free port with every write fsynced, and waits until it
-    /// accepts connections.
+    /// Starts a durable server on a free port and waits until it answers PING.
     pub fn start() -> std::io::Result<Self> {
-        Self::start_with(true)
+        Self::start_with(RedisOptions::default())
     }
 
-    /// Starts a server without persistence, for benchmarks (as Redis is usually run as a cache).
+    /// Starts a server without persistence.
     pub fn start_volatile() -> std::io::Result<Self> {
-        Self::start_with(false)
+        Self::start_with(RedisOptions {
+            volatile: true,
+            ..RedisOptions::default()
+        })
     }
 
-    fn start_with(durable: bool) -> std::io::Result<Self> {
+    pub fn start_with(options: RedisOptions) -> std::io::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut server = Self {
             port: crate::free_port(),
             dir,
             child: None,
-            durable,
+            options,
         };
+        if server.options.tls {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            server.make_certificate()?;
+        }
         server.spawn()?;
         Ok(server)
     }
@@ -51,14 +68,84 @@ impl RedisServer {
         self.dir.path().to_path_buf()
     }
 
+    /// A URL for the redis crate; TLS without verification of the self-signed certificate.
+    pub fn url(&self) -> String {
+        let auth = self
+            .options
+            .password
+            .as_ref()
+            .map(|password| format!(":{password}@"))
+            .unwrap_or_default();
+        if self.options.tls {
+            format!("rediss://{auth}127.0.0.1:{}/#insecure", self.port)
+        } else {
+            format!("redis://{auth}127.0.0.1:{}/", self.port)
+        }
+    }
+
+    fn make_certificate(&self) -> std::io::Result<()> {
+        let status = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+            ])
+            .arg("-keyout")
+            .arg(self.dir.path().join("key.pem"))
+            .arg("-out")
+            .arg(self.dir.path().join("cert.pem"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(
+                "openssl could not make a test certificate",
+            ))
+        }
+    }
+
     fn spawn(&mut self) -> std::io::Result<()> {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(if self.durable {
-                ["--appendonly", "yes", "--appendfsync", "always"]
-            } else {
-                ["--appendonly", "no", "--appendfsync", "no"]
-            })
+        let port = self.port.to_string();
+        let mut command = Command::new("redis-server");
+        command.args(["--bind", "127.0.0.1", "--save", ""]);
+        if self.options.tls {
+            let file = |name: &str| self.dir.path().join(name).display().to_string();
+            command
+                .args([
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port,
+                    "--tls-auth-clients",
+                    "no",
+                ])
+                .args([
+                    "--tls-cert-file",
+                    &file("cert.pem"),
+                    "--tls-key-file",
+                    &file("key.pem"),
+                ])
+                .args(["--tls-ca-cert-file", &file("cert.pem")]);
+        } else {
+            command.args(["--port", &port]);
+        }
+        if self.options.volatile {
+            command.args(["--appendonly", "no"]);
+        } else {
+            command.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        }
+        if let Some(password) = &self.options.password {
+            command.args(["--requirepass", password]);
+        }
+        let child = command
             // Tests use DEBUG SLEEP to hold a request in flight.
             .args(["--enable-debug-command", "local"])
             .arg("--dir")
@@ -79,7 +166,7 @@ impl RedisServer {
     fn wait_until_ready(&self) -> std::io::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let ping = redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
+            let ping = redis::Client::open(self.url())
                 .and_then(|client| client.get_connection())
                 .and_then(|mut connection| redis::cmd("PING").query::<String>(&mut connection));
             if ping.is_ok() {
@@ -111,7 +198,7 @@ impl RedisServer {
 
     /// A direct async connection, for checks and baselines that bypass the sidecar.
     pub async fn client(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
+        redis::Client::open(self.url())
             .expect("redis url")
             .get_multiplexed_async_connection()
             .await
