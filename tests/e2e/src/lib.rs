@@ -18,6 +18,24 @@ pub fn config_with_resources(app_id: &str, dir: &Path) -> Config {
     config
 }
 
+/// Starts a sidecar whose only component is a Redis state store `store` on `redis`. Keep the
+/// returned directory alive as long as the sidecar: hot reload watches it.
+pub async fn start_with_redis(
+    app_id: &str,
+    redis: &outrigger_test_harness::RedisServer,
+    store: &str,
+    extra_metadata: &[(&str, &str)],
+) -> (tempfile::TempDir, RunningSidecar) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join(format!("{store}.yaml")),
+        redis_component(store, &redis.address(), extra_metadata),
+    )
+    .expect("write component");
+    let sidecar = start(config_with_resources(app_id, dir.path())).await;
+    (dir, sidecar)
+}
+
 /// Dapr Component YAML for a Redis state store.
 pub fn redis_component(name: &str, address: &str, extra_metadata: &[(&str, &str)]) -> String {
     let mut yaml = format!(

@@ -142,15 +142,7 @@ async fn a_request_in_flight_finishes_on_the_instance_it_started_with() {
     let http = reqwest::Client::new();
 
     // Hold Redis busy for a second, start a write, then remove the component while it waits.
-    let mut direct = redis.client().await;
-    let sleeper = tokio::spawn(async move {
-        redis::cmd("DEBUG")
-            .arg("SLEEP")
-            .arg("1")
-            .query_async::<()>(&mut direct)
-            .await
-    });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let sleeper = redis.hold_busy(1).await;
     let write = tokio::spawn({
         let http = http.clone();
         let base = base.clone();
@@ -163,8 +155,7 @@ async fn a_request_in_flight_finishes_on_the_instance_it_started_with() {
         StatusCode::NO_CONTENT,
         "the in-flight write completes"
     );
-    // The direct client may give up waiting before the server wakes; the sleep still ran.
-    let _ = sleeper.await;
+    sleeper.await.expect("sleeper");
     let mut check = redis.client().await;
     let stored: Option<String> = redis::cmd("HGET")
         .arg("inflight||held")

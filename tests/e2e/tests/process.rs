@@ -164,15 +164,7 @@ fn sigterm_lets_an_in_flight_request_finish() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let url = sidecar.http_url("/v1.0/state/store");
     let status = runtime.block_on(async {
-        let mut direct = redis.client().await;
-        let sleeper = tokio::spawn(async move {
-            redis::cmd("DEBUG")
-                .arg("SLEEP")
-                .arg("1")
-                .query_async::<()>(&mut direct)
-                .await
-        });
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let sleeper = redis.hold_busy(1).await;
         let write = tokio::spawn(async move {
             reqwest::Client::new()
                 .post(url)
@@ -187,7 +179,7 @@ fn sigterm_lets_an_in_flight_request_finish() {
             .await
             .expect("task")
             .expect("the in-flight request gets an answer");
-        let _ = sleeper.await;
+        sleeper.await.expect("sleeper");
         status
     });
     assert_eq!(status, reqwest::StatusCode::NO_CONTENT);

@@ -3,28 +3,21 @@
 
 use std::time::{Duration, Instant};
 
-use outrigger_e2e::{config_with_resources, http_base, redis_component, start};
+use outrigger_e2e::{http_base, start_with_redis};
 use outrigger_test_harness::RedisServer;
 use reqwest::StatusCode;
+
+/// One-second Redis timeouts, so an outage shows within a second.
+const FAST_TIMEOUTS: &[(&str, &str)] = &[
+    ("readTimeout", "1s"),
+    ("writeTimeout", "1s"),
+    ("dialTimeout", "1s"),
+];
 
 #[tokio::test]
 async fn writes_fail_fast_during_an_outage_and_acknowledged_writes_survive() {
     let mut redis = RedisServer::start().expect("redis-server");
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("redis.yaml"),
-        redis_component(
-            "store",
-            &redis.address(),
-            &[
-                ("readTimeout", "1s"),
-                ("writeTimeout", "1s"),
-                ("dialTimeout", "1s"),
-            ],
-        ),
-    )
-    .expect("write component");
-    let sidecar = start(config_with_resources("outage", dir.path())).await;
+    let (_dir, sidecar) = start_with_redis("outage", &redis, "store", FAST_TIMEOUTS).await;
     let base = http_base(&sidecar);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -102,21 +95,7 @@ async fn writes_fail_fast_during_an_outage_and_acknowledged_writes_survive() {
 #[tokio::test]
 async fn reads_fail_with_err_state_get_while_redis_is_down() {
     let mut redis = RedisServer::start().expect("redis-server");
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("redis.yaml"),
-        redis_component(
-            "store",
-            &redis.address(),
-            &[
-                ("readTimeout", "1s"),
-                ("writeTimeout", "1s"),
-                ("dialTimeout", "1s"),
-            ],
-        ),
-    )
-    .expect("write component");
-    let sidecar = start(config_with_resources("outage-read", dir.path())).await;
+    let (_dir, sidecar) = start_with_redis("outage-read", &redis, "store", FAST_TIMEOUTS).await;
     let base = http_base(&sidecar);
     let http = reqwest::Client::new();
     redis.stop();

@@ -206,6 +206,25 @@ impl RedisServer {
     }
 }
 
+impl RedisServer {
+    /// Makes the server unresponsive for `seconds` (`DEBUG SLEEP`, Redis is single-threaded),
+    /// so a request through the sidecar stays in flight. Returns once the sleep has begun; the
+    /// handle ends when it is over.
+    pub async fn hold_busy(&self, seconds: u32) -> tokio::task::JoinHandle<()> {
+        let mut direct = self.client().await;
+        let sleeper = tokio::spawn(async move {
+            // The direct client may stop waiting before the server wakes; the sleep still runs.
+            let _ = redis::cmd("DEBUG")
+                .arg("SLEEP")
+                .arg(seconds)
+                .query_async::<()>(&mut direct)
+                .await;
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        sleeper
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
