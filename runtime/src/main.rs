@@ -52,6 +52,15 @@ fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> ExitCode {
+    // Handlers are installed before anything starts, so a signal that arrives right after the
+    // "listening" line is handled as a shutdown request rather than killing the process.
+    let signals = match ShutdownSignals::install() {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("outrigger: cannot install signal handlers: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let sidecar = match outrigger_runtime::start(config).await {
         Ok(sidecar) => sidecar,
         Err(error) => {
@@ -67,7 +76,7 @@ async fn run(config: Config) -> ExitCode {
     };
     let stop = sidecar.shutdown_token();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.recv().await;
         tracing::info!(
             "signal received: stopping; in-flight requests get the grace period to finish"
         );
@@ -77,26 +86,26 @@ async fn run(config: Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
-                }
-            }
-            Err(error) => {
-                tracing::warn!("cannot listen for SIGTERM: {error}");
-                let _ = interrupt.await;
-            }
-        }
+/// SIGTERM and SIGINT.
+struct ShutdownSignals {
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            terminate: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+        })
     }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
+
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
     }
 }
 

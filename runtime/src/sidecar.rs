@@ -122,7 +122,8 @@ pub async fn start(config: Config) -> Result<RunningSidecar, StartError> {
     let stop = shutdown.clone();
     let grpc = outrigger_api::grpc::service(context);
     servers.spawn(async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
         let serve = tonic::transport::Server::builder()
             .add_service(grpc)
             .serve_with_incoming_shutdown(incoming, stop.cancelled_owned());

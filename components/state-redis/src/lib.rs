@@ -61,6 +61,7 @@ impl RedisStateStore {
         let info = address_kind
             .into_connection_info()
             .map_err(connect_error)?
+            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true))
             .set_redis_settings(redis_settings);
         let client = redis::Client::open(info).map_err(connect_error)?;
         let config = ConnectionManagerConfig::new()

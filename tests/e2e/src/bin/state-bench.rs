@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use outrigger_client::OutriggerClient;
-use outrigger_e2e::redis_component;
+use outrigger_e2e::{memory_component, redis_component};
 use outrigger_test_harness::{RedisServer, SidecarBuilder, outrigger_binary};
 
 struct Series {
@@ -46,7 +46,7 @@ fn micros(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e6
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let iterations: usize = std::env::args()
         .nth(1)
@@ -65,10 +65,10 @@ async fn main() -> anyhow::Result<()> {
         dir.path().join("redis.yaml"),
         redis_component("statestore", &redis.address(), &[]),
     )?;
+    // The same API path without the Redis hop, to separate API cost from store cost.
+    std::fs::write(dir.path().join("memory.yaml"), memory_component("memory"))?;
     let sidecar = SidecarBuilder::new("bench")
         .resources_path(dir.path())
-        .arg("--log-level")
-        .arg("warn")
         .spawn();
 
     let mut direct = redis.client().await;
@@ -82,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
     let mut direct_get = Series::new("direct Redis GET", iterations);
     let mut grpc_get = Series::new("gRPC GetState", iterations);
     let mut http_get = Series::new("HTTP GET /state", iterations);
+    let mut grpc_get_memory = Series::new("gRPC GetState (mem)", iterations);
 
     // Interleaved, so that drift in the machine's load affects every series alike.
     for round in 0..warmup + iterations {
@@ -142,6 +143,18 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         })
         .await?;
+        if round == 0 {
+            grpc.save_state("memory", "key", value.clone(), None)
+                .await?;
+        }
+        timed(&mut grpc_get_memory, async {
+            anyhow::ensure!(
+                grpc.get_state("memory", "key").await?.is_some(),
+                "value missing"
+            );
+            Ok(())
+        })
+        .await?;
         if round + 1 == warmup {
             for series in [
                 &mut direct_set,
@@ -150,6 +163,7 @@ async fn main() -> anyhow::Result<()> {
                 &mut direct_get,
                 &mut grpc_get,
                 &mut http_get,
+                &mut grpc_get_memory,
             ] {
                 series.samples.clear();
             }
@@ -167,6 +181,7 @@ async fn main() -> anyhow::Result<()> {
         (&direct_get, &direct_get),
         (&direct_get, &grpc_get),
         (&direct_get, &http_get),
+        (&direct_get, &grpc_get_memory),
         (&direct_set, &direct_set),
         (&direct_set, &grpc_save),
         (&direct_set, &http_save),
