@@ -46,6 +46,36 @@ fn micros(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e6
 }
 
+/// A byte-for-byte TCP relay to Redis on its own thread: the cost of one extra loopback hop on
+/// this machine, the floor for any sidecar between an app and its store.
+fn spawn_tcp_relay(redis_port: u16) -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    listener.set_nonblocking(true)?;
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("relay runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("relay listener");
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", redis_port)).await
+                    else {
+                        return;
+                    };
+                    let _ = inbound.set_nodelay(true);
+                    let _ = outbound.set_nodelay(true);
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                });
+            }
+        });
+    });
+    Ok(port)
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let iterations: usize = std::env::args()
@@ -72,6 +102,10 @@ async fn main() -> anyhow::Result<()> {
         .spawn();
 
     let mut direct = redis.client().await;
+    let relay_port = spawn_tcp_relay(redis.port())?;
+    let mut relayed = redis::Client::open(format!("redis://127.0.0.1:{relay_port}/"))?
+        .get_multiplexed_async_connection()
+        .await?;
     let mut grpc = OutriggerClient::connect(&sidecar.grpc_url(), None).await?;
     let http = reqwest::Client::new();
     let value = "x".repeat(100);
@@ -82,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
     let mut direct_get = Series::new("direct Redis GET", iterations);
     let mut grpc_get = Series::new("gRPC GetState", iterations);
     let mut http_get = Series::new("HTTP GET /state", iterations);
+    let mut relayed_get = Series::new("GET via TCP relay", iterations);
     let mut grpc_get_memory = Series::new("gRPC GetState (mem)", iterations);
 
     // Interleaved, so that drift in the machine's load affects every series alike.
@@ -143,6 +178,14 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         })
         .await?;
+        timed(&mut relayed_get, async {
+            let _: Option<String> = redis::cmd("GET")
+                .arg(format!("direct||{key}"))
+                .query_async(&mut relayed)
+                .await?;
+            Ok(())
+        })
+        .await?;
         if round == 0 {
             grpc.save_state("memory", "key", value.clone(), None)
                 .await?;
@@ -164,6 +207,7 @@ async fn main() -> anyhow::Result<()> {
                 &mut grpc_get,
                 &mut http_get,
                 &mut grpc_get_memory,
+                &mut relayed_get,
             ] {
                 series.samples.clear();
             }
@@ -182,6 +226,7 @@ async fn main() -> anyhow::Result<()> {
         (&direct_get, &grpc_get),
         (&direct_get, &http_get),
         (&direct_get, &grpc_get_memory),
+        (&direct_get, &relayed_get),
         (&direct_set, &direct_set),
         (&direct_set, &grpc_save),
         (&direct_set, &http_save),
