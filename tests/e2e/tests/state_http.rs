@@ -515,3 +515,48 @@ async fn shutdown_route_stops_the_sidecar() {
         .await
         .expect("the sidecar stops after /v1.0/shutdown");
 }
+
+#[tokio::test]
+async fn scopes_and_key_prefix_strategies_apply() {
+    let redis = RedisServer::start().expect("redis-server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let scoped = format!(
+        "{}scopes:\n- someone-else\n",
+        outrigger_e2e::memory_component("private")
+    );
+    std::fs::write(dir.path().join("private.yaml"), scoped).expect("write");
+    for (name, strategy) in [("byname", "name"), ("shared", "none"), ("custom", "Team-A")] {
+        std::fs::write(
+            dir.path().join(format!("{name}.yaml")),
+            redis_component(name, &redis.address(), &[("keyPrefix", strategy)]),
+        )
+        .expect("write");
+    }
+    let sidecar = start(config_with_resources("prefixes", dir.path())).await;
+    let api = Api::new(http_base(&sidecar));
+    let (status, body) = api.post("/v1.0/state/private", "[]").await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (StatusCode::BAD_REQUEST, "ERR_STATE_STORE_NOT_FOUND"),
+        "scoped to another app"
+    );
+    for store in ["byname", "shared", "custom"] {
+        let (status, body) = api
+            .post(
+                &format!("/v1.0/state/{store}"),
+                r#"[{"key":"k","value":"v"}]"#,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT, "{store}: {body}");
+    }
+    let mut direct = redis.client().await;
+    for stored_key in ["byname||k", "k", "team-a||k"] {
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(stored_key)
+            .query_async(&mut direct)
+            .await
+            .expect("exists");
+        assert!(exists, "expected Redis key {stored_key:?}");
+    }
+    sidecar.shutdown().await;
+}
