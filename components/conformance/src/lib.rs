@@ -1,3 +1,4 @@
 //! Conformance suites: one per building block, run by every component implementation's tests.
 
+pub mod pubsub;
 pub mod state;

@@ -2,6 +2,7 @@
 
 pub mod definition;
 pub mod metadata;
+pub mod pubsub;
 pub mod registry;
 pub mod state;
 
