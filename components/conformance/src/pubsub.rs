@@ -32,10 +32,13 @@ where
     close_stops_delivery(&*pubsub, &format!("close-{run}")).await;
 }
 
+/// Decides a delivery from the message text and how many times it has been seen.
+type Decision = Box<dyn Fn(&str, usize) -> DeliveryOutcome + Send + Sync>;
+
 /// Records deliveries; answers with `decide` for each.
 struct Recorder {
     received: Mutex<Vec<String>>,
-    decide: Box<dyn Fn(&str, usize) -> DeliveryOutcome + Send + Sync>,
+    decide: Decision,
 }
 
 impl Recorder {
