@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use outrigger_components::pubsub::PubSub;
 use outrigger_components::state::StateStore;
 use outrigger_components::{ComponentMetadata, InitError};
+use outrigger_pubsub_memory::InMemoryPubSub;
 use outrigger_state_memory::InMemoryStateStore;
 use outrigger_state_redis::RedisStateStore;
 
@@ -13,10 +15,22 @@ use outrigger_state_redis::RedisStateStore;
 pub type StateStoreFactory =
     fn(ComponentMetadata) -> BoxFuture<'static, Result<Arc<dyn StateStore>, InitError>>;
 
+/// Creates a pub/sub component from its resolved metadata.
+pub type PubSubFactory =
+    fn(ComponentMetadata) -> BoxFuture<'static, Result<Arc<dyn PubSub>, InitError>>;
+
+/// A factory for one component type.
+#[derive(Clone, Copy)]
+pub enum Factory {
+    State(StateStoreFactory),
+    PubSub(PubSubFactory),
+}
+
 /// Factories by component type. Built-in types are registered by [`ComponentFactories::builtin`].
 #[derive(Clone)]
 pub struct ComponentFactories {
     state: BTreeMap<&'static str, StateStoreFactory>,
+    pubsub: BTreeMap<&'static str, PubSubFactory>,
 }
 
 impl ComponentFactories {
@@ -32,14 +46,34 @@ impl ComponentFactories {
                     .map(|store| Arc::new(store) as Arc<dyn StateStore>)
             })
         });
-        Self { state }
+        let mut pubsub: BTreeMap<&'static str, PubSubFactory> = BTreeMap::new();
+        pubsub.insert("pubsub.in-memory", |_metadata| {
+            Box::pin(async { Ok(Arc::new(InMemoryPubSub::new()) as Arc<dyn PubSub>) })
+        });
+        Self { state, pubsub }
     }
 
-    pub fn state_store(&self, component_type: &str) -> Option<StateStoreFactory> {
-        self.state.get(component_type).copied()
+    /// The factory for a Dapr `spec.type`.
+    pub fn get(&self, component_type: &str) -> Option<Factory> {
+        self.state
+            .get(component_type)
+            .map(|factory| Factory::State(*factory))
+            .or_else(|| {
+                self.pubsub
+                    .get(component_type)
+                    .map(|factory| Factory::PubSub(*factory))
+            })
     }
 
-    pub fn state_store_types(&self) -> Vec<&'static str> {
-        self.state.keys().copied().collect()
+    /// Every supported `spec.type`, sorted.
+    pub fn types(&self) -> Vec<&'static str> {
+        let mut types: Vec<_> = self
+            .state
+            .keys()
+            .chain(self.pubsub.keys())
+            .copied()
+            .collect();
+        types.sort_unstable();
+        types
     }
 }

@@ -8,15 +8,18 @@ use std::sync::Arc;
 use outrigger_components::definition::parse_component_documents;
 use outrigger_components::state::keys::KeyPrefix;
 use outrigger_components::{
-    ComponentDefinition, ComponentInfo, ComponentRegistry, DefinitionError, RegisteredStateStore,
+    ComponentDefinition, ComponentInfo, ComponentRegistry, DefinitionError, RegisteredComponent,
+    RegisteredPubSub, RegisteredStateStore,
 };
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::factories::ComponentFactories;
+use crate::factories::{ComponentFactories, Factory};
 
 /// The name of the embedded default state store.
 pub const DEFAULT_STATE_STORE: &str = "statestore";
+/// The name of the embedded default pub/sub.
+pub const DEFAULT_PUBSUB: &str = "pubsub";
 
 /// Why a component could not be loaded; every variant names the file and the component.
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +134,7 @@ impl ComponentLoader {
             match self.instantiate(&definition).await {
                 Ok(registered) => {
                     tracing::info!(component = %definition.name, r#type = %definition.component_type, file = %definition.source.display(), "component loaded");
-                    self.registry.put_state_store(registered);
+                    self.registry.put(registered);
                     self.loaded.insert(definition.name.clone(), definition);
                 }
                 Err(error) if definition.ignore_errors => {
@@ -157,9 +160,21 @@ impl ComponentLoader {
             },
             key_prefix: KeyPrefix::app_id(&self.app_id),
         });
+        let pubsub = Arc::new(outrigger_pubsub_memory::InMemoryPubSub::new());
+        let features = outrigger_components::pubsub::PubSub::features(&*pubsub);
+        self.registry
+            .put(RegisteredComponent::PubSub(RegisteredPubSub {
+                pubsub,
+                info: ComponentInfo {
+                    name: DEFAULT_PUBSUB.to_string(),
+                    component_type: "pubsub.in-memory".to_string(),
+                    version: "v1".to_string(),
+                    capabilities: features.dapr_capabilities(),
+                    source: None,
+                },
+            }));
         tracing::info!(
-            component = DEFAULT_STATE_STORE,
-            "no --resources-path given: loaded the embedded in-memory state store"
+            "no --resources-path given: loaded the embedded in-memory state store {DEFAULT_STATE_STORE:?} and pub/sub {DEFAULT_PUBSUB:?}"
         );
     }
 
@@ -245,7 +260,7 @@ impl ComponentLoader {
             }
             match self.instantiate(&definition).await {
                 Ok(registered) => {
-                    self.registry.put_state_store(registered);
+                    self.registry.put(registered);
                     tracing::info!(component = %name, file = %definition.source.display(), "hot reload: component loaded");
                     self.loaded.insert(name, definition);
                 }
@@ -316,21 +331,19 @@ impl ComponentLoader {
     async fn instantiate(
         &self,
         definition: &ComponentDefinition,
-    ) -> Result<RegisteredStateStore, LoadError> {
-        let file = definition.source.clone();
-        let component = definition.name.clone();
-        let Some(factory) = self.factories.state_store(&definition.component_type) else {
+    ) -> Result<RegisteredComponent, LoadError> {
+        let Some(factory) = self.factories.get(&definition.component_type) else {
             return Err(LoadError::UnknownType {
-                file,
-                component,
+                file: definition.source.clone(),
+                component: definition.name.clone(),
                 component_type: definition.component_type.clone(),
-                supported: self.factories.state_store_types().join(", "),
+                supported: self.factories.types().join(", "),
             });
         };
         if definition.version != "v1" {
             return Err(LoadError::UnknownVersion {
-                file,
-                component,
+                file: definition.source.clone(),
+                component: definition.name.clone(),
                 component_type: definition.component_type.clone(),
                 version: definition.version.clone(),
             });
@@ -343,46 +356,58 @@ impl ComponentLoader {
         let metadata = definition
             .metadata()
             .map_err(|error| metadata_error(error.to_string()))?;
-        let key_prefix = KeyPrefix::from_metadata(
-            &metadata,
-            &self.app_id,
-            &definition.name,
-            self.namespace.as_deref(),
-        )
-        .map_err(|error| metadata_error(error.to_string()))?;
-        let store = match tokio::time::timeout(definition.init_timeout, factory(metadata)).await {
-            Err(_) => {
-                return Err(LoadError::InitTimeout {
-                    file,
-                    component,
-                    component_type: definition.component_type.clone(),
-                    timeout: definition.init_timeout,
-                });
-            }
-            Ok(Err(outrigger_components::InitError::Metadata(error))) => {
-                return Err(metadata_error(error.to_string()));
-            }
-            Ok(Err(error)) => {
-                return Err(LoadError::Init {
-                    file,
-                    component,
-                    component_type: definition.component_type.clone(),
-                    message: error.to_string(),
-                });
-            }
-            Ok(Ok(store)) => store,
+        let info = |capabilities: Vec<String>| ComponentInfo {
+            name: definition.name.clone(),
+            component_type: definition.component_type.clone(),
+            version: definition.version.clone(),
+            capabilities,
+            source: Some(definition.source.clone()),
         };
-        Ok(RegisteredStateStore {
-            info: ComponentInfo {
-                name: definition.name.clone(),
+        let init_failed = |error: outrigger_components::InitError| match error {
+            outrigger_components::InitError::Metadata(error) => metadata_error(error.to_string()),
+            error => LoadError::Init {
+                file: definition.source.clone(),
+                component: definition.name.clone(),
                 component_type: definition.component_type.clone(),
-                version: definition.version.clone(),
-                capabilities: store.features().dapr_capabilities(),
-                source: Some(definition.source.clone()),
+                message: error.to_string(),
             },
-            store,
-            key_prefix,
-        })
+        };
+        let timed_out = |_| LoadError::InitTimeout {
+            file: definition.source.clone(),
+            component: definition.name.clone(),
+            component_type: definition.component_type.clone(),
+            timeout: definition.init_timeout,
+        };
+        match factory {
+            Factory::State(factory) => {
+                let key_prefix = KeyPrefix::from_metadata(
+                    &metadata,
+                    &self.app_id,
+                    &definition.name,
+                    self.namespace.as_deref(),
+                )
+                .map_err(|error| metadata_error(error.to_string()))?;
+                let store = tokio::time::timeout(definition.init_timeout, factory(metadata))
+                    .await
+                    .map_err(timed_out)?
+                    .map_err(init_failed)?;
+                Ok(RegisteredComponent::State(RegisteredStateStore {
+                    info: info(store.features().dapr_capabilities()),
+                    store,
+                    key_prefix,
+                }))
+            }
+            Factory::PubSub(factory) => {
+                let pubsub = tokio::time::timeout(definition.init_timeout, factory(metadata))
+                    .await
+                    .map_err(timed_out)?
+                    .map_err(init_failed)?;
+                Ok(RegisteredComponent::PubSub(RegisteredPubSub {
+                    info: info(pubsub.features().dapr_capabilities()),
+                    pubsub,
+                }))
+            }
+        }
     }
 }
 

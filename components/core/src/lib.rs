@@ -8,7 +8,9 @@ pub mod state;
 
 pub use definition::{ComponentDefinition, DefinitionError, parse_component_file};
 pub use metadata::{ComponentMetadata, MetadataError};
-pub use registry::{ComponentInfo, ComponentRegistry, RegisteredStateStore};
+pub use registry::{
+    ComponentInfo, ComponentRegistry, RegisteredComponent, RegisteredPubSub, RegisteredStateStore,
+};
 
 /// Why a component could not be created.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use tokio::sync::watch;
 
+use crate::pubsub::PubSub;
 use crate::state::StateStore;
 use crate::state::keys::KeyPrefix;
 
@@ -30,15 +32,47 @@ pub struct RegisteredStateStore {
     pub key_prefix: KeyPrefix,
 }
 
+/// A loaded pub/sub component.
+pub struct RegisteredPubSub {
+    pub pubsub: Arc<dyn PubSub>,
+    pub info: ComponentInfo,
+}
+
+/// A loaded component of any building block.
+pub enum RegisteredComponent {
+    State(RegisteredStateStore),
+    PubSub(RegisteredPubSub),
+}
+
+impl RegisteredComponent {
+    pub fn info(&self) -> &ComponentInfo {
+        match self {
+            Self::State(registered) => &registered.info,
+            Self::PubSub(registered) => &registered.info,
+        }
+    }
+}
+
 #[derive(Default, Clone)]
 struct Snapshot {
     state_stores: BTreeMap<String, Arc<RegisteredStateStore>>,
+    pubsubs: BTreeMap<String, Arc<RegisteredPubSub>>,
 }
 
 /// All loaded components. Cheap to read from many tasks; writes come from the loader only.
-#[derive(Default)]
 pub struct ComponentRegistry {
     snapshot: ArcSwap<Snapshot>,
+    /// Bumped on every change, so that subscription management can follow reloads.
+    generation: watch::Sender<u64>,
+}
+
+impl Default for ComponentRegistry {
+    fn default() -> Self {
+        Self {
+            snapshot: ArcSwap::default(),
+            generation: watch::Sender::new(0),
+        }
+    }
 }
 
 impl ComponentRegistry {
@@ -54,41 +88,89 @@ impl ComponentRegistry {
         !self.snapshot.load().state_stores.is_empty()
     }
 
+    pub fn pubsub(&self, name: &str) -> Option<Arc<RegisteredPubSub>> {
+        self.snapshot.load().pubsubs.get(name).cloned()
+    }
+
+    pub fn has_pubsubs(&self) -> bool {
+        !self.snapshot.load().pubsubs.is_empty()
+    }
+
+    /// Every loaded pub/sub component, by name.
+    pub fn pubsubs(&self) -> Vec<Arc<RegisteredPubSub>> {
+        self.snapshot.load().pubsubs.values().cloned().collect()
+    }
+
     /// Every loaded component, sorted by name.
     pub fn components(&self) -> Vec<ComponentInfo> {
-        self.snapshot
-            .load()
+        let snapshot = self.snapshot.load();
+        let mut infos: Vec<ComponentInfo> = snapshot
             .state_stores
             .values()
             .map(|registered| registered.info.clone())
-            .collect()
+            .chain(
+                snapshot
+                    .pubsubs
+                    .values()
+                    .map(|registered| registered.info.clone()),
+            )
+            .collect();
+        infos.sort_by(|left, right| left.name.cmp(&right.name));
+        infos
     }
 
-    /// Adds or replaces a state store; returns the one it replaced.
-    pub fn put_state_store(
-        &self,
-        registered: RegisteredStateStore,
-    ) -> Option<Arc<RegisteredStateStore>> {
-        let registered = Arc::new(registered);
-        let mut replaced = None;
-        self.snapshot.rcu(|current| {
-            let mut next = Snapshot::clone(current);
-            replaced = next
-                .state_stores
-                .insert(registered.info.name.clone(), Arc::clone(&registered));
-            next
-        });
-        replaced
+    /// A receiver that changes whenever components are added, replaced or removed.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
-    /// Removes a component by name; returns it if it was loaded.
-    pub fn remove(&self, name: &str) -> Option<Arc<RegisteredStateStore>> {
-        let mut removed = None;
+    /// Adds or replaces a component (a name names one component across building blocks).
+    pub fn put(&self, component: RegisteredComponent) {
+        let name = component.info().name.clone();
+        let component = match component {
+            RegisteredComponent::State(registered) => Entry::State(Arc::new(registered)),
+            RegisteredComponent::PubSub(registered) => Entry::PubSub(Arc::new(registered)),
+        };
         self.snapshot.rcu(|current| {
             let mut next = Snapshot::clone(current);
-            removed = next.state_stores.remove(name);
+            next.state_stores.remove(&name);
+            next.pubsubs.remove(&name);
+            match &component {
+                Entry::State(registered) => {
+                    next.state_stores
+                        .insert(name.clone(), Arc::clone(registered));
+                }
+                Entry::PubSub(registered) => {
+                    next.pubsubs.insert(name.clone(), Arc::clone(registered));
+                }
+            }
             next
         });
+        self.generation.send_modify(|generation| *generation += 1);
+    }
+
+    /// Adds or replaces a state store.
+    pub fn put_state_store(&self, registered: RegisteredStateStore) {
+        self.put(RegisteredComponent::State(registered));
+    }
+
+    /// Removes a component by name; returns whether it was loaded.
+    pub fn remove(&self, name: &str) -> bool {
+        let mut removed = false;
+        self.snapshot.rcu(|current| {
+            let mut next = Snapshot::clone(current);
+            removed =
+                next.state_stores.remove(name).is_some() | next.pubsubs.remove(name).is_some();
+            next
+        });
+        if removed {
+            self.generation.send_modify(|generation| *generation += 1);
+        }
         removed
     }
+}
+
+enum Entry {
+    State(Arc<RegisteredStateStore>),
+    PubSub(Arc<RegisteredPubSub>),
 }

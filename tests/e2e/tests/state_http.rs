@@ -498,7 +498,10 @@ async fn metadata_reports_app_ports_and_components() {
     );
     assert_eq!(
         metadata["components"],
-        json!([{"name": "statestore", "type": "state.in-memory", "version": "v1", "capabilities": ["ETAG", "TRANSACTIONAL", "TTL"]}])
+        json!([
+            {"name": "pubsub", "type": "pubsub.in-memory", "version": "v1", "capabilities": ["MESSAGE_TTL"]},
+            {"name": "statestore", "type": "state.in-memory", "version": "v1", "capabilities": ["ETAG", "TRANSACTIONAL", "TTL"]}
+        ])
     );
     sidecar.shutdown().await;
 }
