@@ -6,6 +6,7 @@ use outrigger_components::ComponentRegistry;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::pubsub::PubSubApi;
 use crate::state::StateApi;
 
 /// Facts about this sidecar that the metadata API reports.
@@ -24,6 +25,7 @@ pub struct SidecarInfo {
 #[derive(Clone)]
 pub struct ApiContext {
     pub state: StateApi,
+    pub pubsub: PubSubApi,
     pub registry: Arc<ComponentRegistry>,
     pub sidecar: Arc<SidecarInfo>,
     /// `DAPR_API_TOKEN`: when set, every call but the health checks must carry it.
@@ -45,6 +47,7 @@ impl ApiContext {
         shutdown: CancellationToken,
     ) -> Self {
         Self {
+            pubsub: PubSubApi::new(Arc::clone(&registry), &sidecar.app_id),
             state: StateApi::new(Arc::clone(&registry)),
             registry,
             sidecar: Arc::new(sidecar),

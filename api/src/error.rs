@@ -51,6 +51,10 @@ pub enum ErrorKind {
     Internal,
     /// The sidecar is not ready to serve (500 / UNAVAILABLE).
     NotReady,
+    /// The named target does not exist (404 / INVALID_ARGUMENT, as Dapr answers).
+    NotFound,
+    /// The building block has no component at all (400 / FAILED_PRECONDITION).
+    Precondition,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +93,22 @@ pub enum ApiError {
     Unimplemented { method: String },
     #[error("{0}")]
     NotReady(&'static str),
+    #[error("pubsub {name} is not found")]
+    PubSubNotFound { name: String },
+    #[error("pubsub {name} is not configured: no pub/sub component is loaded")]
+    PubSubNotConfigured { name: String },
+    #[error("topic is empty in pubsub {pubsub}")]
+    TopicEmpty { pubsub: String },
+    #[error("error when publishing to topic {topic} in pubsub {pubsub}: {cause}")]
+    PublishFailed {
+        pubsub: String,
+        topic: String,
+        cause: String,
+    },
+    #[error("error when building the cloud event: {message}")]
+    CloudEventMalformed { message: String },
+    #[error("{message}")]
+    MalformedEvents { message: String },
 }
 
 fn state_message(
@@ -130,6 +150,13 @@ impl ApiError {
         }
     }
 
+    /// A bulk publish body whose entries cannot be turned into events.
+    pub fn malformed_events(message: impl Into<String>) -> Self {
+        Self::MalformedEvents {
+            message: message.into(),
+        }
+    }
+
     pub fn state(
         operation: StateOperation,
         store: &str,
@@ -163,6 +190,12 @@ impl ApiError {
             Self::State { operation, .. } => operation.error_code(),
             Self::Unimplemented { .. } => "ERR_NOT_IMPLEMENTED",
             Self::NotReady(_) => "ERR_HEALTH_NOT_READY",
+            Self::PubSubNotFound { .. } => "ERR_PUBSUB_NOT_FOUND",
+            Self::PubSubNotConfigured { .. } => "ERR_PUBSUB_NOT_CONFIGURED",
+            Self::TopicEmpty { .. } => "ERR_TOPIC_NAME_EMPTY",
+            Self::PublishFailed { .. } => "ERR_PUBSUB_PUBLISH_MESSAGE",
+            Self::CloudEventMalformed { .. } => "ERR_PUBSUB_CLOUD_EVENTS_SER",
+            Self::MalformedEvents { .. } => "ERR_PUBSUB_EVENTS_SER",
         }
     }
 
@@ -178,6 +211,12 @@ impl ApiError {
             Self::StateNotSupported { .. } => ErrorKind::NotSupported,
             Self::Unimplemented { .. } => ErrorKind::Unimplemented,
             Self::NotReady(_) => ErrorKind::NotReady,
+            Self::PubSubNotFound { .. } | Self::TopicEmpty { .. } => ErrorKind::NotFound,
+            Self::PubSubNotConfigured { .. } => ErrorKind::Precondition,
+            Self::PublishFailed { .. } => ErrorKind::Internal,
+            Self::CloudEventMalformed { .. } | Self::MalformedEvents { .. } => {
+                ErrorKind::InvalidArgument
+            }
             Self::State { source, .. } => match source {
                 StateError::EtagMismatch { .. } => ErrorKind::Conflict,
                 StateError::InvalidEtag { .. } | StateError::InvalidRequest(_) => {

@@ -1,10 +1,13 @@
 //! Dapr-compatible building-block API servers (gRPC and HTTP) over the component registry.
 
+pub mod cloudevents;
 pub mod context;
+pub mod deadletter;
 pub mod error;
 pub mod grpc;
 pub mod http;
 pub mod metadata;
+pub mod pubsub;
 pub mod state;
 
 pub use context::{ApiContext, SidecarInfo};

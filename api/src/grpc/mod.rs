@@ -1,6 +1,8 @@
 //! The gRPC API: `dapr.proto.runtime.v1.Dapr`, served with the types the `dapr` crate generates.
 
 mod status;
+mod subscribe;
+mod topic_event;
 mod unimplemented;
 
 use std::collections::HashMap;
@@ -19,6 +21,7 @@ use self::unimplemented::unimplemented_methods;
 use crate::context::ApiContext;
 use crate::error::ApiError;
 use crate::metadata::MetadataView;
+use crate::pubsub::{BulkEntryInput, PublishInput, TraceContext};
 use crate::state::{DeleteItem, SaveItem, TransactionStep};
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -131,6 +134,67 @@ fn transaction_step(
         other => Err(ApiError::UnsupportedTransactionOperation {
             operation: other.to_string(),
         }),
+    }
+}
+
+fn trace_context(metadata: &tonic::metadata::MetadataMap) -> TraceContext {
+    let text = |name: &str| {
+        metadata
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .filter(|value| !value.is_empty())
+            .map(str::to_string)
+    };
+    TraceContext {
+        traceparent: text("traceparent"),
+        tracestate: text("tracestate"),
+    }
+}
+
+impl DaprGrpc {
+    /// Both bulk publish method names: failed entries are reported in the response.
+    async fn bulk_publish(
+        &self,
+        request: Request<runtime::BulkPublishRequest>,
+    ) -> Result<Response<runtime::BulkPublishResponse>, Status> {
+        let trace = trace_context(request.metadata());
+        let request = request.into_inner();
+        let request_metadata = request.metadata;
+        let entries = request
+            .entries
+            .into_iter()
+            .map(|entry| {
+                let mut metadata = entry.metadata;
+                for (name, value) in &request_metadata {
+                    metadata
+                        .entry(name.clone())
+                        .or_insert_with(|| value.clone());
+                }
+                BulkEntryInput {
+                    entry_id: entry.entry_id,
+                    event: PublishInput {
+                        data: Bytes::from(entry.event),
+                        content_type: Some(entry.content_type)
+                            .filter(|content_type| !content_type.is_empty()),
+                        metadata,
+                    },
+                }
+            })
+            .collect();
+        let failures = self
+            .context
+            .pubsub
+            .bulk_publish(&request.pubsub_name, &request.topic, entries, &trace)
+            .await?;
+        Ok(Response::new(runtime::BulkPublishResponse {
+            failed_entries: failures
+                .into_iter()
+                .map(|failure| runtime::BulkPublishResponseFailedEntry {
+                    entry_id: failure.entry_id,
+                    error: failure.error,
+                })
+                .collect(),
+        }))
     }
 }
 
@@ -288,6 +352,47 @@ impl Dapr for DaprGrpc {
         Ok(Response::new(()))
     }
 
+    async fn publish_event(
+        &self,
+        request: Request<runtime::PublishEventRequest>,
+    ) -> Result<Response<()>, Status> {
+        let trace = trace_context(request.metadata());
+        let request = request.into_inner();
+        let input = PublishInput {
+            data: Bytes::from(request.data),
+            content_type: Some(request.data_content_type)
+                .filter(|content_type| !content_type.is_empty()),
+            metadata: request.metadata,
+        };
+        self.context
+            .pubsub
+            .publish(&request.pubsub_name, &request.topic, input, &trace)
+            .await?;
+        Ok(Response::new(()))
+    }
+
+    async fn bulk_publish_event(
+        &self,
+        request: Request<runtime::BulkPublishRequest>,
+    ) -> Result<Response<runtime::BulkPublishResponse>, Status> {
+        self.bulk_publish(request).await
+    }
+
+    async fn bulk_publish_event_alpha1(
+        &self,
+        request: Request<runtime::BulkPublishRequest>,
+    ) -> Result<Response<runtime::BulkPublishResponse>, Status> {
+        self.bulk_publish(request).await
+    }
+
+    async fn subscribe_topic_events_alpha1(
+        &self,
+        request: Request<Streaming<runtime::SubscribeTopicEventsRequestAlpha1>>,
+    ) -> Result<Response<Self::SubscribeTopicEventsAlpha1Stream>, Status> {
+        let stream = subscribe::open(self.context.clone(), request.into_inner()).await?;
+        Ok(Response::new(stream))
+    }
+
     type SubscribeTopicEventsAlpha1Stream =
         ResponseStream<runtime::SubscribeTopicEventsResponseAlpha1>;
     type SubscribeConfigurationAlpha1Stream =
@@ -299,10 +404,6 @@ impl Dapr for DaprGrpc {
     unimplemented_methods! {
         invoke_service("InvokeService", runtime::InvokeServiceRequest) -> common::InvokeResponse;
         query_state_alpha1("QueryStateAlpha1", runtime::QueryStateRequest) -> runtime::QueryStateResponse;
-        publish_event("PublishEvent", runtime::PublishEventRequest) -> ();
-        bulk_publish_event_alpha1("BulkPublishEventAlpha1", runtime::BulkPublishRequest) -> runtime::BulkPublishResponse;
-        bulk_publish_event("BulkPublishEvent", runtime::BulkPublishRequest) -> runtime::BulkPublishResponse;
-        subscribe_topic_events_alpha1("SubscribeTopicEventsAlpha1", Streaming<runtime::SubscribeTopicEventsRequestAlpha1>) -> Self::SubscribeTopicEventsAlpha1Stream;
         invoke_binding("InvokeBinding", runtime::InvokeBindingRequest) -> runtime::InvokeBindingResponse;
         get_secret("GetSecret", runtime::GetSecretRequest) -> runtime::GetSecretResponse;
         get_bulk_secret("GetBulkSecret", runtime::GetBulkSecretRequest) -> runtime::GetBulkSecretResponse;

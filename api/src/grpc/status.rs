@@ -14,6 +14,9 @@ pub fn to_status(error: &ApiError) -> Status {
         ErrorKind::TooLarge => Code::ResourceExhausted,
         ErrorKind::Internal => Code::Internal,
         ErrorKind::NotReady => Code::Unavailable,
+        // Dapr answers unknown pub/subs and empty topics with INVALID_ARGUMENT over gRPC.
+        ErrorKind::NotFound => Code::InvalidArgument,
+        ErrorKind::Precondition => Code::FailedPrecondition,
     };
     Status::new(code, error.to_string())
 }

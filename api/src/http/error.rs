@@ -25,6 +25,8 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Precondition => StatusCode::BAD_REQUEST,
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod body;
 mod error;
+mod publish;
 mod state;
 mod system;
 
@@ -31,7 +32,15 @@ pub fn router(context: ApiContext) -> Router {
             "/v1.0/state/{store}/{key}",
             get(state::get).delete(state::delete),
         )
-        .route("/v1.0/publish/{*rest}", unbuilt.clone())
+        .route("/v1.0/publish/{pubsub}/{*topic}", post(publish::publish))
+        .route(
+            "/v1.0-alpha1/publish/bulk/{pubsub}/{*topic}",
+            post(publish::bulk_publish),
+        )
+        .route(
+            "/v1.0/publish/bulk/{pubsub}/{*topic}",
+            post(publish::bulk_publish),
+        )
         .route("/v1.0/bindings/{*rest}", unbuilt.clone())
         .route("/v1.0/invoke/{*rest}", unbuilt.clone())
         .route("/v1.0/secrets/{*rest}", unbuilt.clone())

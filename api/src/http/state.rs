@@ -21,7 +21,7 @@ use crate::state::{
 type QueryPairs = Query<Vec<(String, String)>>;
 
 /// `metadata.<name>=<value>` query parameters, which Dapr merges into request metadata.
-fn query_metadata(query: &[(String, String)]) -> HashMap<String, String> {
+pub(super) fn query_metadata(query: &[(String, String)]) -> HashMap<String, String> {
     query
         .iter()
         .filter_map(|(name, value)| {

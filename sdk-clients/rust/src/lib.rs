@@ -6,6 +6,7 @@ use bytes::Bytes;
 pub use dapr::dapr::proto::common::v1 as common;
 pub use dapr::dapr::proto::runtime::v1 as runtime;
 use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
+pub use prost_types;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;

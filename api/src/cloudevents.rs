@@ -1,0 +1,207 @@
+//! CloudEvents 1.0 envelopes, built the way Dapr builds them for published events.
+
+use base64::Engine as _;
+use serde_json::{Map, Value};
+
+pub const CLOUDEVENTS_CONTENT_TYPE: &str = "application/cloudevents+json";
+pub const DEFAULT_EVENT_TYPE: &str = "com.dapr.event.sent";
+pub const SPEC_VERSION: &str = "1.0";
+/// Dapr's default `datacontenttype` when the publisher gives none.
+pub const DEFAULT_DATA_CONTENT_TYPE: &str = "text/plain";
+
+/// Where an event comes from and goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventContext<'a> {
+    /// The publishing app's id (`source`).
+    pub source: &'a str,
+    pub topic: &'a str,
+    pub pubsub: &'a str,
+    /// W3C `traceparent` of the publish call.
+    pub traceparent: &'a str,
+    pub tracestate: &'a str,
+    /// RFC 3339 time of publishing.
+    pub time: &'a str,
+    /// RFC 3339 expiry, from `ttlInSeconds`.
+    pub expiration: Option<&'a str>,
+}
+
+/// Whether a content type carries JSON (`application/json`, `application/*+json`, `text/json`).
+pub fn is_json(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
+}
+
+/// Whether a content type is binary, carried as `data_base64`.
+fn is_binary(content_type: &str) -> bool {
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/octet-stream"
+        || essence.starts_with("image/")
+        || essence.starts_with("audio/")
+        || essence.starts_with("video/")
+        || essence == "application/protobuf"
+        || essence == "application/x-protobuf"
+}
+
+/// Wraps a payload in a new envelope: JSON payloads are embedded as JSON, binary ones as
+/// `data_base64`, anything else as a string.
+pub fn wrap(
+    data: &[u8],
+    content_type: Option<&str>,
+    context: &EventContext<'_>,
+) -> Map<String, Value> {
+    let content_type = content_type
+        .filter(|value| !value.is_empty())
+        .unwrap_or(DEFAULT_DATA_CONTENT_TYPE);
+    let mut event = Map::new();
+    event.insert("id".into(), Value::String(uuid::Uuid::new_v4().to_string()));
+    event.insert("source".into(), Value::String(context.source.to_string()));
+    event.insert("type".into(), Value::String(DEFAULT_EVENT_TYPE.into()));
+    event.insert("specversion".into(), Value::String(SPEC_VERSION.into()));
+    event.insert(
+        "datacontenttype".into(),
+        Value::String(content_type.to_string()),
+    );
+    if is_binary(content_type) {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(data);
+        event.insert("data_base64".into(), Value::String(encoded));
+    } else {
+        let parsed = is_json(content_type)
+            .then(|| serde_json::from_slice::<Value>(data).ok())
+            .flatten();
+        let value =
+            parsed.unwrap_or_else(|| Value::String(String::from_utf8_lossy(data).into_owned()));
+        event.insert("data".into(), value);
+    }
+    add_routing_fields(&mut event, context, true);
+    event
+}
+
+/// Completes an event the app sent as a CloudEvent: routing and tracing fields are set,
+/// `id`, `source`, `type`, `specversion` and `datacontenttype` only when missing.
+pub fn complete(mut event: Map<String, Value>, context: &EventContext<'_>) -> Map<String, Value> {
+    let defaults = [
+        ("id", Value::String(uuid::Uuid::new_v4().to_string())),
+        ("source", Value::String(context.source.to_string())),
+        ("type", Value::String(DEFAULT_EVENT_TYPE.into())),
+        ("specversion", Value::String(SPEC_VERSION.into())),
+        ("datacontenttype", Value::String("application/json".into())),
+    ];
+    for (field, value) in defaults {
+        if event.get(field).is_none_or(Value::is_null) {
+            event.insert(field.to_string(), value);
+        }
+    }
+    add_routing_fields(&mut event, context, false);
+    event
+}
+
+fn add_routing_fields(
+    event: &mut Map<String, Value>,
+    context: &EventContext<'_>,
+    overwrite_time: bool,
+) {
+    event.insert("topic".into(), Value::String(context.topic.to_string()));
+    event.insert(
+        "pubsubname".into(),
+        Value::String(context.pubsub.to_string()),
+    );
+    event.insert(
+        "traceid".into(),
+        Value::String(context.traceparent.to_string()),
+    );
+    event.insert(
+        "traceparent".into(),
+        Value::String(context.traceparent.to_string()),
+    );
+    event.insert(
+        "tracestate".into(),
+        Value::String(context.tracestate.to_string()),
+    );
+    if overwrite_time || !event.contains_key("time") {
+        event.insert("time".into(), Value::String(context.time.to_string()));
+    }
+    if let Some(expiration) = context.expiration {
+        event.insert("expiration".into(), Value::String(expiration.to_string()));
+    }
+}
+
+/// A new W3C trace context for a call that arrived without one.
+pub fn new_traceparent() -> String {
+    let trace = uuid::Uuid::new_v4().simple().to_string();
+    let span = &uuid::Uuid::new_v4().simple().to_string()[..16];
+    format!("00-{trace}-{span}-01")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn context() -> EventContext<'static> {
+        EventContext {
+            source: "checkout",
+            topic: "orders",
+            pubsub: "pubsub",
+            traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            tracestate: "",
+            time: "2026-11-22T00:00:00Z",
+            expiration: None,
+        }
+    }
+
+    #[test]
+    fn json_text_and_binary_payloads_are_wrapped_like_dapr() {
+        let event = wrap(br#"{"id":7}"#, Some("application/json"), &context());
+        assert_eq!(event["data"], json!({"id": 7}));
+        assert_eq!(event["type"], "com.dapr.event.sent");
+        assert_eq!(event["source"], "checkout");
+        assert_eq!(event["specversion"], "1.0");
+        assert_eq!(event["topic"], "orders");
+        assert_eq!(event["pubsubname"], "pubsub");
+        assert_eq!(event["traceid"], event["traceparent"]);
+        assert_eq!(event["time"], "2026-11-22T00:00:00Z");
+        assert!(uuid::Uuid::parse_str(event["id"].as_str().expect("id")).is_ok());
+
+        let text = wrap(b"hello", None, &context());
+        assert_eq!(text["data"], "hello");
+        assert_eq!(text["datacontenttype"], "text/plain");
+
+        let binary = wrap(&[0, 1, 2], Some("application/octet-stream"), &context());
+        assert_eq!(binary["data_base64"], "AAEC");
+        assert!(!binary.contains_key("data"));
+
+        let not_really_json = wrap(b"{oops", Some("application/json"), &context());
+        assert_eq!(not_really_json["data"], "{oops");
+    }
+
+    #[test]
+    fn an_existing_cloud_event_keeps_its_fields_and_gains_routing() {
+        let Value::Object(original) = json!({"id": "e-1", "source": "elsewhere", "type": "order.placed", "specversion": "1.0", "data": {"a": 1}, "topic": "wrong"})
+        else {
+            unreachable!()
+        };
+        let event = complete(original, &context());
+        assert_eq!(event["id"], "e-1");
+        assert_eq!(event["source"], "elsewhere");
+        assert_eq!(event["type"], "order.placed");
+        assert_eq!(event["topic"], "orders", "routing fields are the sidecar's");
+        assert_eq!(event["pubsubname"], "pubsub");
+        assert_eq!(event["data"], json!({"a": 1}));
+        let Value::Object(bare) = json!({"data": 1}) else {
+            unreachable!()
+        };
+        let event = complete(bare, &context());
+        assert!(event.contains_key("id") && event["type"] == "com.dapr.event.sent");
+    }
+}
