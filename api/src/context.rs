@@ -33,6 +33,8 @@ pub struct ApiContext {
     pub max_body_size: usize,
     /// True once start-up tasks (component loading, listeners) are done.
     pub ready: watch::Receiver<bool>,
+    /// True once the app answers on `--app-port` (at once without one).
+    pub app_ready: watch::Receiver<bool>,
     /// Cancelled to ask the whole sidecar to shut down (`/v1.0/shutdown`, gRPC `Shutdown`).
     pub shutdown: CancellationToken,
 }
@@ -44,6 +46,7 @@ impl ApiContext {
         api_token: Option<String>,
         max_body_size: usize,
         ready: watch::Receiver<bool>,
+        app_ready: watch::Receiver<bool>,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
@@ -54,12 +57,19 @@ impl ApiContext {
             api_token: api_token.filter(|token| !token.is_empty()).map(Arc::from),
             max_body_size,
             ready,
+            app_ready,
             shutdown,
         }
     }
 
+    /// `/v1.0/healthz/outbound`: the sidecar's own APIs can serve.
     pub fn is_ready(&self) -> bool {
         *self.ready.borrow()
+    }
+
+    /// `/v1.0/healthz`: the sidecar can serve and the app is up.
+    pub fn is_app_ready(&self) -> bool {
+        self.is_ready() && *self.app_ready.borrow()
     }
 
     /// Constant-time comparison of a presented token, so timing does not leak the token.

@@ -11,9 +11,11 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::app_channel::AppChannel;
 use crate::config::Config;
 use crate::factories::ComponentFactories;
 use crate::loader::{ComponentLoader, LoadError};
+use crate::subscriptions::SubscriptionManager;
 
 /// Why the sidecar could not start.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +94,7 @@ pub async fn start(config: Config) -> Result<RunningSidecar, StartError> {
 
     let shutdown = CancellationToken::new();
     let (ready_sender, ready) = watch::channel(false);
+    let (app_ready_sender, app_ready) = watch::channel(config.app_port.is_none());
     let context = ApiContext::new(
         Arc::clone(&registry),
         SidecarInfo {
@@ -106,6 +109,7 @@ pub async fn start(config: Config) -> Result<RunningSidecar, StartError> {
         config.api_token.clone(),
         config.max_body_size,
         ready,
+        app_ready,
         shutdown.clone(),
     );
 
@@ -132,6 +136,18 @@ pub async fn start(config: Config) -> Result<RunningSidecar, StartError> {
         }
     });
     tokio::spawn(loader.watch(config.resources_poll_interval, shutdown.clone()));
+    let subscriptions = SubscriptionManager {
+        app_id: config.app_id.clone(),
+        registry: Arc::clone(&registry),
+        channel: config
+            .app_port
+            .map(|port| AppChannel::new(port, config.app_api_token.clone())),
+        app_protocol: config.app_protocol,
+        resources_paths: config.resources_paths.clone(),
+        app_ready: app_ready_sender,
+    };
+    // Joined with the servers on shutdown, so in-flight deliveries get the grace period.
+    servers.spawn(subscriptions.run(shutdown.clone()));
 
     // Ready only after components are loaded and both listeners are bound.
     ready_sender.send_replace(true);

@@ -84,9 +84,10 @@ pub async fn open(
             match next {
                 Ok(Some(request)) => match request.subscribe_topic_events_request_type {
                     Some(RequestType::EventProcessed(processed)) => {
-                        let outcome = match processed.status.map(|status| status.status) {
-                            Some(0) => DeliveryOutcome::Ack,
-                            Some(2) => DeliveryOutcome::Drop,
+                        // No status at all means success, as in Dapr; unknown values retry.
+                        let outcome = match processed.status.map_or(0, |status| status.status) {
+                            0 => DeliveryOutcome::Ack,
+                            2 => DeliveryOutcome::Drop,
                             _ => DeliveryOutcome::Retry,
                         };
                         let waiting = pending

@@ -44,11 +44,13 @@ pub fn topic_event(
             .unwrap_or_default()
             .to_string()
     };
+    // JSON-typed data is handed over as JSON (a string keeps its quotes); other text as is.
+    let json_data = crate::cloudevents::is_json(&text("datacontenttype"));
     let data = match (event.get("data_base64"), event.get("data")) {
         (Some(Value::String(encoded)), _) => base64::engine::general_purpose::STANDARD
             .decode(encoded)
             .unwrap_or_default(),
-        (_, Some(Value::String(text))) => text.as_bytes().to_vec(),
+        (_, Some(Value::String(text))) if !json_data => text.as_bytes().to_vec(),
         (_, Some(Value::Null)) | (_, None) => Vec::new(),
         (_, Some(other)) => serde_json::to_vec(other).unwrap_or_default(),
     };
@@ -141,5 +143,11 @@ mod tests {
         assert_eq!(encoded.data, [0, 1, 2]);
         let text = topic_event(&message(br#"{"id":"x","data":"hello"}"#), "pubsub", "/");
         assert_eq!(text.data, b"hello");
+        let json_string = topic_event(
+            &message(br#"{"id":"x","datacontenttype":"application/json","data":"hello"}"#),
+            "pubsub",
+            "/",
+        );
+        assert_eq!(json_string.data, br#""hello""#);
     }
 }

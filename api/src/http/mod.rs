@@ -22,7 +22,7 @@ pub fn router(context: ApiContext) -> Router {
     let unbuilt = any(system::not_built_yet);
     Router::new()
         .route("/v1.0/healthz", get(system::healthz))
-        .route("/v1.0/healthz/outbound", get(system::healthz))
+        .route("/v1.0/healthz/outbound", get(system::healthz_outbound))
         .route("/v1.0/metadata", get(system::metadata))
         .route("/v1.0/shutdown", post(system::shutdown))
         .route("/v1.0/state/{store}", post(state::save))

@@ -9,6 +9,14 @@ use crate::error::ApiError;
 use crate::metadata::MetadataView;
 
 pub async fn healthz(State(context): State<ApiContext>) -> Result<StatusCode, ApiError> {
+    if context.is_app_ready() {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotReady("dapr is not ready: waiting for the app"))
+    }
+}
+
+pub async fn healthz_outbound(State(context): State<ApiContext>) -> Result<StatusCode, ApiError> {
     if context.is_ready() {
         Ok(StatusCode::NO_CONTENT)
     } else {

@@ -215,12 +215,12 @@ async fn grpc_errors_unknown_store_unimplemented_token_and_size() {
 
     let unimplemented = client
         .raw()
-        .publish_event(runtime::PublishEventRequest::default())
+        .get_secret(runtime::GetSecretRequest::default())
         .await
-        .expect_err("publish is not built yet");
+        .expect_err("secrets are not built yet");
     assert_eq!(unimplemented.code(), Code::Unimplemented);
     assert!(
-        unimplemented.message().contains("PublishEvent"),
+        unimplemented.message().contains("GetSecret"),
         "{}",
         unimplemented.message()
     );

@@ -395,9 +395,9 @@ async fn every_route_answers_bad_input_with_the_documented_error_and_keeps_servi
             "ERR_NOT_SUPPORTED_STATE_OPERATION",
         ),
         (
-            reqwest::Method::POST,
-            "/v1.0/publish/pubsub/orders",
-            Some("{}"),
+            reqwest::Method::GET,
+            "/v1.0/secrets/vault/db-password",
+            None,
             StatusCode::NOT_IMPLEMENTED,
             "ERR_NOT_IMPLEMENTED",
         ),

@@ -1,0 +1,190 @@
+//! Subscriptions: which topics this app receives, opened on the pub/sub components and kept
+//! in step with component reloads.
+
+pub mod delivery;
+pub mod spec;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use outrigger_components::ComponentRegistry;
+use outrigger_components::pubsub::{SubscribeRequest, Subscription};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use self::delivery::AppDelivery;
+use self::spec::SubscriptionSpec;
+use crate::app_channel::AppChannel;
+use crate::config::AppProtocol;
+
+/// Opens the app's subscriptions once it is up and re-opens them when components change.
+pub struct SubscriptionManager {
+    pub app_id: String,
+    pub registry: Arc<ComponentRegistry>,
+    pub channel: Option<AppChannel>,
+    pub app_protocol: AppProtocol,
+    pub resources_paths: Vec<PathBuf>,
+    /// Set once the app answers (or at once without `--app-port`).
+    pub app_ready: watch::Sender<bool>,
+}
+
+impl SubscriptionManager {
+    pub async fn run(self, stop: CancellationToken) {
+        if let Some(channel) = &self.channel
+            && !channel.wait_until_reachable(&stop).await
+        {
+            return;
+        }
+        self.app_ready.send_replace(true);
+        let mut changes = self.registry.changes();
+        changes.mark_unchanged();
+        let mut open = self.open_all().await;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    // A pub/sub was added, replaced or removed: re-open everything on the
+                    // current components. Messages in flight stay unacknowledged and return.
+                    close_all(std::mem::take(&mut open)).await;
+                    open = self.open_all().await;
+                }
+            }
+        }
+        // Shutdown: stop pulling first; deliveries in flight finish inside close().
+        close_all(open).await;
+    }
+
+    async fn specs(&self) -> Vec<SubscriptionSpec> {
+        let mut by_topic: HashMap<(String, String), SubscriptionSpec> = HashMap::new();
+        for spec in self.declarative() {
+            by_topic.insert((spec.pubsub.clone(), spec.topic.clone()), spec);
+        }
+        // A programmatic subscription replaces a declarative one for the same topic, as in Dapr.
+        for spec in self.programmatic().await {
+            by_topic.insert((spec.pubsub.clone(), spec.topic.clone()), spec);
+        }
+        let mut specs: Vec<_> = by_topic.into_values().collect();
+        specs
+            .sort_by(|left, right| (&left.pubsub, &left.topic).cmp(&(&right.pubsub, &right.topic)));
+        specs
+    }
+
+    fn declarative(&self) -> Vec<SubscriptionSpec> {
+        let mut specs = Vec::new();
+        for directory in &self.resources_paths {
+            let Ok(entries) = std::fs::read_dir(directory) else {
+                continue;
+            };
+            let mut files: Vec<PathBuf> = entries
+                .filter_map(Result::ok)
+                .map(|entry| entry.path())
+                .collect();
+            files.sort();
+            for file in files {
+                if !matches!(
+                    file.extension().and_then(|extension| extension.to_str()),
+                    Some("yaml" | "yml")
+                ) {
+                    continue;
+                }
+                let Ok(text) = std::fs::read_to_string(&file) else {
+                    continue;
+                };
+                match spec::from_yaml_file(&file, &text, &self.app_id) {
+                    Ok(found) => specs.extend(found),
+                    Err(error) => tracing::error!("subscription rejected: {error}"),
+                }
+            }
+        }
+        specs
+    }
+
+    async fn programmatic(&self) -> Vec<SubscriptionSpec> {
+        let Some(channel) = &self.channel else {
+            return Vec::new();
+        };
+        if self.app_protocol != AppProtocol::Http {
+            tracing::warn!(
+                "programmatic subscriptions over gRPC (AppCallback.ListTopicSubscriptions) are not implemented yet"
+            );
+            return Vec::new();
+        }
+        match channel.get("/dapr/subscribe").await {
+            Ok(response) if (200..300).contains(&response.status) => {
+                match spec::from_app_json(&response.body) {
+                    Ok(specs) => specs,
+                    Err(error) => {
+                        tracing::error!("{error}");
+                        Vec::new()
+                    }
+                }
+            }
+            Ok(response) if response.status == 404 => Vec::new(),
+            Ok(response) => {
+                tracing::error!(
+                    status = response.status,
+                    "GET /dapr/subscribe failed; no programmatic subscriptions"
+                );
+                Vec::new()
+            }
+            Err(error) => {
+                tracing::error!("{error}; no programmatic subscriptions");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn open_all(&self) -> Vec<Subscription> {
+        let mut open = Vec::new();
+        let specs = self.specs().await;
+        if specs.is_empty() {
+            return open;
+        }
+        let Some(channel) = &self.channel else {
+            tracing::error!(
+                "subscriptions are declared but no --app-port is given to deliver them to"
+            );
+            return open;
+        };
+        if self.app_protocol != AppProtocol::Http {
+            tracing::error!(
+                "delivery to gRPC apps (AppCallback.OnTopicEvent) is not implemented yet; subscriptions not opened"
+            );
+            return open;
+        }
+        for spec in specs {
+            let Some(registered) = self.registry.pubsub(&spec.pubsub) else {
+                tracing::error!(subscription = %spec.origin, pubsub = %spec.pubsub, "subscription to an unknown pub/sub: not opened");
+                continue;
+            };
+            let spec = Arc::new(spec);
+            let handler = Arc::new(AppDelivery {
+                channel: channel.clone(),
+                spec: Arc::clone(&spec),
+                pubsub: Arc::clone(&registered.pubsub),
+            });
+            let request = SubscribeRequest {
+                topic: spec.topic.clone(),
+                metadata: spec.metadata.clone(),
+            };
+            match registered.pubsub.subscribe(request, handler).await {
+                Ok(subscription) => {
+                    tracing::info!(pubsub = %spec.pubsub, topic = %spec.topic, "subscribed");
+                    open.push(subscription);
+                }
+                Err(error) => {
+                    tracing::error!(subscription = %spec.origin, "cannot subscribe: {error}")
+                }
+            }
+        }
+        open
+    }
+}
+
+async fn close_all(subscriptions: Vec<Subscription>) {
+    futures::future::join_all(subscriptions.into_iter().map(Subscription::close)).await;
+}
