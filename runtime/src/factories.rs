@@ -8,6 +8,7 @@ use outrigger_components::pubsub::PubSub;
 use outrigger_components::state::StateStore;
 use outrigger_components::{ComponentMetadata, InitError};
 use outrigger_pubsub_memory::InMemoryPubSub;
+use outrigger_pubsub_redis::RedisStreamsPubSub;
 use outrigger_state_memory::InMemoryStateStore;
 use outrigger_state_redis::RedisStateStore;
 
@@ -49,6 +50,13 @@ impl ComponentFactories {
         let mut pubsub: BTreeMap<&'static str, PubSubFactory> = BTreeMap::new();
         pubsub.insert("pubsub.in-memory", |_metadata| {
             Box::pin(async { Ok(Arc::new(InMemoryPubSub::new()) as Arc<dyn PubSub>) })
+        });
+        pubsub.insert("pubsub.redis", |metadata| {
+            Box::pin(async move {
+                RedisStreamsPubSub::from_metadata(&metadata)
+                    .await
+                    .map(|pubsub| Arc::new(pubsub) as Arc<dyn PubSub>)
+            })
         });
         Self { state, pubsub }
     }

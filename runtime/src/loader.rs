@@ -398,6 +398,8 @@ impl ComponentLoader {
                 }))
             }
             Factory::PubSub(factory) => {
+                // As in Dapr, an app's subscribers form one consumer group named after the app.
+                let metadata = metadata.with_default("consumerID", &self.app_id);
                 let pubsub = tokio::time::timeout(definition.init_timeout, factory(metadata))
                     .await
                     .map_err(timed_out)?

@@ -63,6 +63,15 @@ impl ComponentMetadata {
         }
     }
 
+    /// Sets `field` unless the component declares it (the runtime's defaults, e.g. `consumerID`).
+    pub fn with_default(mut self, field: &str, value: &str) -> Self {
+        let key = field.to_ascii_lowercase();
+        if self.values.get(&key).is_none_or(String::is_empty) {
+            self.values.insert(key, value.to_string());
+        }
+        self
+    }
+
     /// The raw value; an empty value counts as absent.
     pub fn get(&self, field: &str) -> Option<&str> {
         self.values

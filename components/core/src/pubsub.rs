@@ -102,6 +102,13 @@ impl Subscription {
         Self { stop, worker }
     }
 
+    /// Ends the subscription at once, as a crash would: the message in hand is neither
+    /// finished nor acknowledged.
+    pub fn abort(self) {
+        self.stop.cancel();
+        self.worker.abort();
+    }
+
     /// Stops taking new messages and waits for the one being delivered, if any.
     pub async fn close(self) {
         self.stop.cancel();
@@ -120,6 +127,19 @@ pub enum PubSubError {
     Backend(String),
     #[error("the component is closed")]
     Closed,
+}
+
+/// Checks the request metadata every component understands; `ttlInSeconds` must be a number
+/// of seconds (or -1) even where the component cannot enforce it.
+pub fn message_ttl(
+    metadata: &HashMap<String, String>,
+) -> Result<Option<crate::state::Ttl>, PubSubError> {
+    match metadata.get("ttlInSeconds") {
+        None => Ok(None),
+        Some(text) => {
+            crate::state::ttl_from_seconds_text(text).map_err(PubSubError::InvalidRequest)
+        }
+    }
 }
 
 /// The contract every pub/sub component implements.

@@ -6,11 +6,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use outrigger_components::pubsub::message_ttl;
 use outrigger_components::pubsub::{
     DeliveryOutcome, MessageHandler, PubSub, PubSubError, PubSubFeatures, PublishRequest,
     ReceivedMessage, SubscribeRequest, Subscription,
 };
-use outrigger_components::state::{Ttl, ttl_from_seconds_text};
+use outrigger_components::state::Ttl;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -49,10 +50,7 @@ impl InMemoryPubSub {
 }
 
 fn expiry(metadata: &HashMap<String, String>) -> Result<Option<Instant>, PubSubError> {
-    let Some(text) = metadata.get("ttlInSeconds") else {
-        return Ok(None);
-    };
-    match ttl_from_seconds_text(text).map_err(PubSubError::InvalidRequest)? {
+    match message_ttl(metadata)? {
         Some(Ttl::After(duration)) => Ok(Some(Instant::now() + duration)),
         Some(Ttl::Never) | None => Ok(None),
     }

@@ -1,7 +1,6 @@
 //! `state.redis`: Dapr's Redis state store layout with atomic ETag, first-write, TTL and transactions.
 
 mod scripts;
-pub mod settings;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
@@ -13,10 +12,8 @@ use outrigger_components::state::{
     StateItem, StateStore, TransactionOperation, Ttl,
 };
 use outrigger_components::{ComponentMetadata, InitError};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
-
-pub use self::settings::RedisSettings;
+pub use outrigger_redis_common::RedisSettings;
+use redis::aio::ConnectionManager;
 
 /// The `state.redis` store over one or more multiplexed connections.
 pub struct RedisStateStore {
@@ -32,63 +29,12 @@ impl RedisStateStore {
     }
 
     pub async fn connect(settings: RedisSettings) -> Result<Self, InitError> {
-        let address = format!("{}:{}", settings.host, settings.port);
-        let connect_error = |error: redis::RedisError| {
-            InitError::Connect(format!(
-                "redis store: error connecting to redis at {address}: {error}"
-            ))
-        };
-        let mut redis_settings = RedisConnectionInfo::default().set_db(settings.db);
-        if let Some(username) = &settings.username {
-            redis_settings = redis_settings.set_username(username);
-        }
-        if let Some(password) = &settings.password {
-            redis_settings = redis_settings.set_password(password);
-        }
-        let address_kind = if settings.enable_tls {
-            // Dapr's enableTLS skips certificate verification; keep that contract, and say so.
-            tracing::warn!(redis = %address, "enableTLS: connecting with TLS without verifying the server certificate, as Dapr does");
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            ConnectionAddr::TcpTls {
-                host: settings.host.clone(),
-                port: settings.port,
-                insecure: true,
-                tls_params: None,
-            }
-        } else {
-            ConnectionAddr::Tcp(settings.host.clone(), settings.port)
-        };
-        let info = address_kind
-            .into_connection_info()
-            .map_err(connect_error)?
-            .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true))
-            .set_redis_settings(redis_settings);
-        let client = redis::Client::open(info).map_err(connect_error)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(settings.dial_timeout))
-            .set_response_timeout(Some(settings.read_timeout.max(settings.write_timeout)))
-            .set_number_of_retries(settings.max_retries)
-            // Short reconnect backoff: while Redis is down a call should fail in milliseconds,
-            // not wait out a long retry schedule; the next call tries to reconnect again.
-            .set_min_delay(Duration::from_millis(5))
-            .set_max_delay(Duration::from_millis(100));
+        let client = outrigger_redis_common::client(&settings)?;
+        let response_timeout = settings.read_timeout.max(settings.write_timeout);
         let mut connections = Vec::with_capacity(settings.pool_size);
         for _ in 0..settings.pool_size {
-            let connect = ConnectionManager::new_with_config(client.clone(), config.clone());
-            let mut connection = tokio::time::timeout(settings.dial_timeout, connect)
-                .await
-                .map_err(|_| {
-                    InitError::Connect(format!(
-                        "redis store: error connecting to redis at {address}: no answer within {:?}",
-                        settings.dial_timeout
-                    ))
-                })?
-                .map_err(connect_error)?;
-            redis::cmd("PING")
-                .query_async::<()>(&mut connection)
-                .await
-                .map_err(connect_error)?;
-            connections.push(connection);
+            connections
+                .push(outrigger_redis_common::connect(&client, &settings, response_timeout).await?);
         }
         Ok(Self {
             connections,

@@ -207,6 +207,21 @@ impl RedisServer {
 }
 
 impl RedisServer {
+    /// How many entries of `stream` the consumer `group` has read but not acknowledged.
+    pub async fn pending_count(&self, stream: &str, group: &str) -> u64 {
+        let mut direct = self.client().await;
+        let summary: Vec<redis::Value> = redis::cmd("XPENDING")
+            .arg(stream)
+            .arg(group)
+            .query_async(&mut direct)
+            .await
+            .expect("XPENDING");
+        match summary.first() {
+            Some(redis::Value::Int(count)) => u64::try_from(*count).unwrap_or_default(),
+            other => panic!("unexpected XPENDING reply: {other:?}"),
+        }
+    }
+
     /// Makes the server unresponsive for `seconds` (`DEBUG SLEEP`, Redis is single-threaded),
     /// so a request through the sidecar stays in flight. Returns once the sleep has begun; the
     /// handle ends when it is over.

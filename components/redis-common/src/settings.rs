@@ -1,4 +1,4 @@
-//! `state.redis` metadata, with Dapr's keys and defaults.
+//! Redis component metadata, with Dapr's keys and defaults.
 
 use std::time::Duration;
 
@@ -26,6 +26,11 @@ pub struct RedisSettings {
 }
 
 impl RedisSettings {
+    /// `host:port`, for messages.
+    pub fn address(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
     pub fn from_metadata(metadata: &ComponentMetadata) -> Result<Self, InitError> {
         let address = metadata.required("redisHost")?;
         let (host, port) = parse_host(address)?;
