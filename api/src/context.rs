@@ -6,6 +6,7 @@ use outrigger_components::ComponentRegistry;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::bindings::BindingsApi;
 use crate::pubsub::PubSubApi;
 use crate::state::StateApi;
 
@@ -26,6 +27,7 @@ pub struct SidecarInfo {
 pub struct ApiContext {
     pub state: StateApi,
     pub pubsub: PubSubApi,
+    pub bindings: BindingsApi,
     pub registry: Arc<ComponentRegistry>,
     pub sidecar: Arc<SidecarInfo>,
     /// `DAPR_API_TOKEN`: when set, every call but the health checks must carry it.
@@ -51,6 +53,7 @@ impl ApiContext {
     ) -> Self {
         Self {
             pubsub: PubSubApi::new(Arc::clone(&registry), &sidecar.app_id),
+            bindings: BindingsApi::new(Arc::clone(&registry)),
             state: StateApi::new(Arc::clone(&registry)),
             registry,
             sidecar: Arc::new(sidecar),

@@ -109,6 +109,12 @@ pub enum ApiError {
     CloudEventMalformed { message: String },
     #[error("{message}")]
     MalformedEvents { message: String },
+    #[error("output binding {name} is not found")]
+    BindingNotFound { name: String },
+    #[error("error invoking output binding {name}: {cause}")]
+    BindingRequest { name: String, cause: String },
+    #[error("error invoking output binding {name}: {cause}")]
+    BindingFailed { name: String, cause: String },
 }
 
 fn state_message(
@@ -196,6 +202,8 @@ impl ApiError {
             Self::PublishFailed { .. } => "ERR_PUBSUB_PUBLISH_MESSAGE",
             Self::CloudEventMalformed { .. } => "ERR_PUBSUB_CLOUD_EVENTS_SER",
             Self::MalformedEvents { .. } => "ERR_PUBSUB_EVENTS_SER",
+            Self::BindingNotFound { .. } => "ERR_BINDING_NOT_FOUND",
+            Self::BindingRequest { .. } | Self::BindingFailed { .. } => "ERR_INVOKE_OUTPUT_BINDING",
         }
     }
 
@@ -213,7 +221,9 @@ impl ApiError {
             Self::NotReady(_) => ErrorKind::NotReady,
             Self::PubSubNotFound { .. } | Self::TopicEmpty { .. } => ErrorKind::NotFound,
             Self::PubSubNotConfigured { .. } => ErrorKind::Precondition,
-            Self::PublishFailed { .. } => ErrorKind::Internal,
+            Self::PublishFailed { .. } | Self::BindingFailed { .. } => ErrorKind::Internal,
+            Self::BindingNotFound { .. } => ErrorKind::NotFound,
+            Self::BindingRequest { .. } => ErrorKind::InvalidArgument,
             Self::CloudEventMalformed { .. } | Self::MalformedEvents { .. } => {
                 ErrorKind::InvalidArgument
             }

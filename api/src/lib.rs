@@ -1,5 +1,6 @@
 //! Dapr-compatible building-block API servers (gRPC and HTTP) over the component registry.
 
+pub mod bindings;
 pub mod cloudevents;
 pub mod context;
 pub mod deadletter;

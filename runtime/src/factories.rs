@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use outrigger_bindings::{CronBinding, HttpBinding, RedisBinding};
+use outrigger_components::bindings::BindingParts;
 use outrigger_components::pubsub::PubSub;
 use outrigger_components::state::StateStore;
 use outrigger_components::{ComponentMetadata, InitError};
@@ -20,11 +22,16 @@ pub type StateStoreFactory =
 pub type PubSubFactory =
     fn(ComponentMetadata) -> BoxFuture<'static, Result<Arc<dyn PubSub>, InitError>>;
 
+/// Creates a binding component from its resolved metadata.
+pub type BindingFactory =
+    fn(ComponentMetadata) -> BoxFuture<'static, Result<BindingParts, InitError>>;
+
 /// A factory for one component type.
 #[derive(Clone, Copy)]
 pub enum Factory {
     State(StateStoreFactory),
     PubSub(PubSubFactory),
+    Binding(BindingFactory),
 }
 
 /// Factories by component type. Built-in types are registered by [`ComponentFactories::builtin`].
@@ -32,6 +39,7 @@ pub enum Factory {
 pub struct ComponentFactories {
     state: BTreeMap<&'static str, StateStoreFactory>,
     pubsub: BTreeMap<&'static str, PubSubFactory>,
+    bindings: BTreeMap<&'static str, BindingFactory>,
 }
 
 impl ComponentFactories {
@@ -58,7 +66,39 @@ impl ComponentFactories {
                     .map(|pubsub| Arc::new(pubsub) as Arc<dyn PubSub>)
             })
         });
-        Self { state, pubsub }
+        let mut bindings: BTreeMap<&'static str, BindingFactory> = BTreeMap::new();
+        bindings.insert("bindings.cron", |metadata| {
+            Box::pin(async move {
+                let binding = CronBinding::from_metadata(&metadata)?;
+                Ok(BindingParts {
+                    input: Some(Arc::new(binding)),
+                    output: None,
+                })
+            })
+        });
+        bindings.insert("bindings.http", |metadata| {
+            Box::pin(async move {
+                let binding = HttpBinding::from_metadata(&metadata)?;
+                Ok(BindingParts {
+                    input: None,
+                    output: Some(Arc::new(binding)),
+                })
+            })
+        });
+        bindings.insert("bindings.redis", |metadata| {
+            Box::pin(async move {
+                let binding = RedisBinding::from_metadata(&metadata).await?;
+                Ok(BindingParts {
+                    input: None,
+                    output: Some(Arc::new(binding)),
+                })
+            })
+        });
+        Self {
+            state,
+            pubsub,
+            bindings,
+        }
     }
 
     /// The factory for a Dapr `spec.type`.
@@ -71,6 +111,11 @@ impl ComponentFactories {
                     .get(component_type)
                     .map(|factory| Factory::PubSub(*factory))
             })
+            .or_else(|| {
+                self.bindings
+                    .get(component_type)
+                    .map(|factory| Factory::Binding(*factory))
+            })
     }
 
     /// Every supported `spec.type`, sorted.
@@ -79,6 +124,7 @@ impl ComponentFactories {
             .state
             .keys()
             .chain(self.pubsub.keys())
+            .chain(self.bindings.keys())
             .copied()
             .collect();
         types.sort_unstable();

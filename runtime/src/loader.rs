@@ -8,8 +8,8 @@ use std::sync::Arc;
 use outrigger_components::definition::parse_component_documents;
 use outrigger_components::state::keys::KeyPrefix;
 use outrigger_components::{
-    ComponentDefinition, ComponentInfo, ComponentRegistry, DefinitionError, RegisteredComponent,
-    RegisteredPubSub, RegisteredStateStore,
+    ComponentDefinition, ComponentInfo, ComponentRegistry, DefinitionError, RegisteredBinding,
+    RegisteredComponent, RegisteredPubSub, RegisteredStateStore,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -407,6 +407,25 @@ impl ComponentLoader {
                 Ok(RegisteredComponent::PubSub(RegisteredPubSub {
                     info: info(pubsub.features().dapr_capabilities()),
                     pubsub,
+                }))
+            }
+            Factory::Binding(factory) => {
+                let parts = tokio::time::timeout(definition.init_timeout, factory(metadata))
+                    .await
+                    .map_err(timed_out)?
+                    .map_err(init_failed)?;
+                let capabilities = [
+                    (parts.input.is_some(), "INPUT_BINDING"),
+                    (parts.output.is_some(), "OUTPUT_BINDING"),
+                ]
+                .into_iter()
+                .filter(|(present, _)| *present)
+                .map(|(_, name)| name.to_string())
+                .collect();
+                Ok(RegisteredComponent::Binding(RegisteredBinding {
+                    input: parts.input,
+                    output: parts.output,
+                    info: info(capabilities),
                 }))
             }
         }

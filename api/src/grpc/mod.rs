@@ -385,6 +385,29 @@ impl Dapr for DaprGrpc {
         self.bulk_publish(request).await
     }
 
+    async fn invoke_binding(
+        &self,
+        request: Request<runtime::InvokeBindingRequest>,
+    ) -> Result<Response<runtime::InvokeBindingResponse>, Status> {
+        let request = request.into_inner();
+        let response = self
+            .context
+            .bindings
+            .invoke(
+                &request.name,
+                outrigger_components::bindings::InvokeRequest {
+                    operation: request.operation,
+                    data: Bytes::from(request.data),
+                    metadata: request.metadata,
+                },
+            )
+            .await?;
+        Ok(Response::new(runtime::InvokeBindingResponse {
+            data: response.data.to_vec(),
+            metadata: response.metadata,
+        }))
+    }
+
     async fn subscribe_topic_events_alpha1(
         &self,
         request: Request<Streaming<runtime::SubscribeTopicEventsRequestAlpha1>>,
@@ -404,7 +427,6 @@ impl Dapr for DaprGrpc {
     unimplemented_methods! {
         invoke_service("InvokeService", runtime::InvokeServiceRequest) -> common::InvokeResponse;
         query_state_alpha1("QueryStateAlpha1", runtime::QueryStateRequest) -> runtime::QueryStateResponse;
-        invoke_binding("InvokeBinding", runtime::InvokeBindingRequest) -> runtime::InvokeBindingResponse;
         get_secret("GetSecret", runtime::GetSecretRequest) -> runtime::GetSecretResponse;
         get_bulk_secret("GetBulkSecret", runtime::GetBulkSecretRequest) -> runtime::GetBulkSecretResponse;
         register_actor_timer("RegisterActorTimer", runtime::RegisterActorTimerRequest) -> ();

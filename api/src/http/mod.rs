@@ -1,5 +1,6 @@
 //! The HTTP API: Dapr's `/v1.0/...` routes on axum.
 
+mod bindings;
 mod body;
 mod error;
 mod publish;
@@ -41,7 +42,7 @@ pub fn router(context: ApiContext) -> Router {
             "/v1.0/publish/bulk/{pubsub}/{*topic}",
             post(publish::bulk_publish),
         )
-        .route("/v1.0/bindings/{*rest}", unbuilt.clone())
+        .route("/v1.0/bindings/{name}", post(bindings::invoke))
         .route("/v1.0/invoke/{*rest}", unbuilt.clone())
         .route("/v1.0/secrets/{*rest}", unbuilt.clone())
         .route("/v1.0/actors/{*rest}", unbuilt.clone())

@@ -1,5 +1,6 @@
 //! Outrigger's component model: Dapr Component YAML, typed metadata, building-block contracts and the live registry.
 
+pub mod bindings;
 pub mod definition;
 pub mod metadata;
 pub mod pubsub;
@@ -9,7 +10,8 @@ pub mod state;
 pub use definition::{ComponentDefinition, DefinitionError, parse_component_file};
 pub use metadata::{ComponentMetadata, MetadataError};
 pub use registry::{
-    ComponentInfo, ComponentRegistry, RegisteredComponent, RegisteredPubSub, RegisteredStateStore,
+    ComponentInfo, ComponentRegistry, RegisteredBinding, RegisteredComponent, RegisteredPubSub,
+    RegisteredStateStore,
 };
 
 /// Why a component could not be created.

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
+use crate::bindings::{InputBinding, OutputBinding};
 use crate::pubsub::PubSub;
 use crate::state::StateStore;
 use crate::state::keys::KeyPrefix;
@@ -38,10 +39,18 @@ pub struct RegisteredPubSub {
     pub info: ComponentInfo,
 }
 
+/// A loaded binding; one component may be an input, an output, or both.
+pub struct RegisteredBinding {
+    pub input: Option<Arc<dyn InputBinding>>,
+    pub output: Option<Arc<dyn OutputBinding>>,
+    pub info: ComponentInfo,
+}
+
 /// A loaded component of any building block.
 pub enum RegisteredComponent {
     State(RegisteredStateStore),
     PubSub(RegisteredPubSub),
+    Binding(RegisteredBinding),
 }
 
 impl RegisteredComponent {
@@ -49,6 +58,7 @@ impl RegisteredComponent {
         match self {
             Self::State(registered) => &registered.info,
             Self::PubSub(registered) => &registered.info,
+            Self::Binding(registered) => &registered.info,
         }
     }
 }
@@ -57,6 +67,7 @@ impl RegisteredComponent {
 struct Snapshot {
     state_stores: BTreeMap<String, Arc<RegisteredStateStore>>,
     pubsubs: BTreeMap<String, Arc<RegisteredPubSub>>,
+    bindings: BTreeMap<String, Arc<RegisteredBinding>>,
 }
 
 /// All loaded components. Cheap to read from many tasks; writes come from the loader only.
@@ -101,6 +112,15 @@ impl ComponentRegistry {
         self.snapshot.load().pubsubs.values().cloned().collect()
     }
 
+    pub fn binding(&self, name: &str) -> Option<Arc<RegisteredBinding>> {
+        self.snapshot.load().bindings.get(name).cloned()
+    }
+
+    /// Every loaded binding, by name.
+    pub fn bindings(&self) -> Vec<Arc<RegisteredBinding>> {
+        self.snapshot.load().bindings.values().cloned().collect()
+    }
+
     /// Every loaded component, sorted by name.
     pub fn components(&self) -> Vec<ComponentInfo> {
         let snapshot = self.snapshot.load();
@@ -111,6 +131,12 @@ impl ComponentRegistry {
             .chain(
                 snapshot
                     .pubsubs
+                    .values()
+                    .map(|registered| registered.info.clone()),
+            )
+            .chain(
+                snapshot
+                    .bindings
                     .values()
                     .map(|registered| registered.info.clone()),
             )
@@ -130,11 +156,13 @@ impl ComponentRegistry {
         let component = match component {
             RegisteredComponent::State(registered) => Entry::State(Arc::new(registered)),
             RegisteredComponent::PubSub(registered) => Entry::PubSub(Arc::new(registered)),
+            RegisteredComponent::Binding(registered) => Entry::Binding(Arc::new(registered)),
         };
         self.snapshot.rcu(|current| {
             let mut next = Snapshot::clone(current);
             next.state_stores.remove(&name);
             next.pubsubs.remove(&name);
+            next.bindings.remove(&name);
             match &component {
                 Entry::State(registered) => {
                     next.state_stores
@@ -142,6 +170,9 @@ impl ComponentRegistry {
                 }
                 Entry::PubSub(registered) => {
                     next.pubsubs.insert(name.clone(), Arc::clone(registered));
+                }
+                Entry::Binding(registered) => {
+                    next.bindings.insert(name.clone(), Arc::clone(registered));
                 }
             }
             next
@@ -159,8 +190,9 @@ impl ComponentRegistry {
         let mut removed = false;
         self.snapshot.rcu(|current| {
             let mut next = Snapshot::clone(current);
-            removed =
-                next.state_stores.remove(name).is_some() | next.pubsubs.remove(name).is_some();
+            removed = next.state_stores.remove(name).is_some()
+                | next.pubsubs.remove(name).is_some()
+                | next.bindings.remove(name).is_some();
             next
         });
         if removed {
@@ -173,4 +205,5 @@ impl ComponentRegistry {
 enum Entry {
     State(Arc<RegisteredStateStore>),
     PubSub(Arc<RegisteredPubSub>),
+    Binding(Arc<RegisteredBinding>),
 }

@@ -1,6 +1,7 @@
 //! Subscriptions: which topics this app receives, opened on the pub/sub components and kept
 //! in step with component reloads.
 
+pub mod binding_delivery;
 pub mod delivery;
 pub mod spec;
 
@@ -13,6 +14,7 @@ use outrigger_components::pubsub::{SubscribeRequest, Subscription};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use self::binding_delivery::AppBindingDelivery;
 use self::delivery::AppDelivery;
 use self::spec::SubscriptionSpec;
 use crate::app_channel::AppChannel;
@@ -139,6 +141,45 @@ impl SubscriptionManager {
     }
 
     async fn open_all(&self) -> Vec<Subscription> {
+        let mut open = self.open_subscriptions().await;
+        open.extend(self.open_input_bindings().await);
+        open
+    }
+
+    /// Starts every input binding, delivering its events to `POST /{binding-name}` on the app.
+    async fn open_input_bindings(&self) -> Vec<Subscription> {
+        let mut open = Vec::new();
+        for binding in self.registry.bindings() {
+            let Some(input) = &binding.input else {
+                continue;
+            };
+            let name = binding.info.name.clone();
+            let Some(channel) = &self.channel else {
+                tracing::error!(binding = %name, "input binding declared but no --app-port is given to deliver its events to");
+                continue;
+            };
+            if self.app_protocol != AppProtocol::Http {
+                tracing::error!(binding = %name, "input bindings for gRPC apps (AppCallback.OnBindingEvent) are not implemented yet");
+                continue;
+            }
+            let handler = std::sync::Arc::new(AppBindingDelivery {
+                channel: channel.clone(),
+                binding: name.clone(),
+            });
+            match input.read(handler).await {
+                Ok(subscription) => {
+                    tracing::info!(binding = %name, "input binding started");
+                    open.push(subscription);
+                }
+                Err(error) => {
+                    tracing::error!(binding = %name, "cannot start input binding: {error}")
+                }
+            }
+        }
+        open
+    }
+
+    async fn open_subscriptions(&self) -> Vec<Subscription> {
         let mut open = Vec::new();
         let specs = self.specs().await;
         if specs.is_empty() {

@@ -1,0 +1,34 @@
+//! Delivering input binding events to the app: `POST /{binding-name}`; a 2xx answer accepts.
+
+use async_trait::async_trait;
+use outrigger_components::bindings::{BindingEvent, BindingEventHandler};
+
+use crate::app_channel::AppChannel;
+
+pub struct AppBindingDelivery {
+    pub channel: AppChannel,
+    pub binding: String,
+}
+
+#[async_trait]
+impl BindingEventHandler for AppBindingDelivery {
+    async fn handle(&self, event: BindingEvent) -> bool {
+        let headers: Vec<(String, String)> = event.metadata.into_iter().collect();
+        let path = format!("/{}", self.binding);
+        match self
+            .channel
+            .post(&path, "application/json", event.data, &headers)
+            .await
+        {
+            Ok(response) if (200..300).contains(&response.status) => true,
+            Ok(response) => {
+                tracing::warn!(binding = %self.binding, status = response.status, "the app refused an input binding event");
+                false
+            }
+            Err(error) => {
+                tracing::warn!(binding = %self.binding, "{error}");
+                false
+            }
+        }
+    }
+}
