@@ -1,17 +1,103 @@
-//! Calls from the sidecar into the app over HTTP (`--app-port`), with `APP_API_TOKEN`.
+//! Calls from the sidecar into the app (`--app-port`): HTTP, or gRPC `AppCallback`, with
+//! `APP_API_TOKEN`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
+use dapr::dapr::proto::runtime::v1::app_callback_client::AppCallbackClient;
 use tokio_util::sync::CancellationToken;
 
 /// How often the app port is probed while waiting for the app to start.
 const PROBE_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The app's endpoint, in the protocol it speaks.
+#[derive(Clone)]
+pub enum AppChannel {
+    Http(HttpChannel),
+    Grpc(GrpcChannel),
+}
+
+impl AppChannel {
+    pub fn new(port: u16, protocol: crate::config::AppProtocol, token: Option<String>) -> Self {
+        match protocol {
+            crate::config::AppProtocol::Http => Self::Http(HttpChannel::new(port, token)),
+            crate::config::AppProtocol::Grpc => Self::Grpc(GrpcChannel::new(port, token)),
+        }
+    }
+
+    /// Waits until the app accepts TCP connections; `false` if `stop` came first.
+    pub async fn wait_until_reachable(&self, stop: &CancellationToken) -> bool {
+        let address = match self {
+            Self::Http(channel) => channel.address,
+            Self::Grpc(channel) => channel.address,
+        };
+        wait_until_reachable(address, stop).await
+    }
+}
+
+/// An app's `AppCallback` gRPC service on loopback.
+#[derive(Clone)]
+pub struct GrpcChannel {
+    address: SocketAddr,
+    client: AppCallbackClient<tonic::transport::Channel>,
+    token: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl GrpcChannel {
+    pub fn new(port: u16, token: Option<String>) -> Self {
+        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .map(|endpoint| endpoint.tcp_nodelay(true).connect_lazy())
+            .unwrap_or_else(|_| {
+                tonic::transport::Endpoint::from_static("http://127.0.0.1:1").connect_lazy()
+            });
+        Self {
+            address,
+            client: AppCallbackClient::new(channel),
+            token: token.and_then(|token| token.parse().ok()),
+        }
+    }
+
+    /// The client, and a request carrying the app token.
+    pub fn call<T>(
+        &self,
+        message: T,
+    ) -> (
+        AppCallbackClient<tonic::transport::Channel>,
+        tonic::Request<T>,
+    ) {
+        let mut request = tonic::Request::new(message);
+        if let Some(token) = &self.token {
+            request
+                .metadata_mut()
+                .insert("dapr-api-token", token.clone());
+        }
+        (self.client.clone(), request)
+    }
+}
+
+async fn wait_until_reachable(address: SocketAddr, stop: &CancellationToken) -> bool {
+    let mut logged = false;
+    loop {
+        if tokio::net::TcpStream::connect(address).await.is_ok() {
+            tracing::info!(app = %address, "the app is reachable");
+            return true;
+        }
+        if !logged {
+            tracing::info!(app = %address, "waiting for the app to listen before subscribing");
+            logged = true;
+        }
+        tokio::select! {
+            () = stop.cancelled() => return false,
+            () = tokio::time::sleep(PROBE_INTERVAL) => {}
+        }
+    }
+}
+
 /// An app's HTTP endpoint on loopback.
 #[derive(Clone)]
-pub struct AppChannel {
+pub struct HttpChannel {
     address: SocketAddr,
     base: String,
     client: reqwest::Client,
@@ -25,7 +111,7 @@ pub struct AppResponse {
     pub body: Bytes,
 }
 
-impl AppChannel {
+impl HttpChannel {
     pub fn new(port: u16, token: Option<String>) -> Self {
         let address = SocketAddr::from(([127, 0, 0, 1], port));
         Self {
@@ -33,25 +119,6 @@ impl AppChannel {
             base: format!("http://{address}"),
             client: reqwest::Client::new(),
             token,
-        }
-    }
-
-    /// Waits until the app accepts TCP connections; `false` if `stop` came first.
-    pub async fn wait_until_reachable(&self, stop: &CancellationToken) -> bool {
-        let mut logged = false;
-        loop {
-            if tokio::net::TcpStream::connect(self.address).await.is_ok() {
-                tracing::info!(app = %self.address, "the app is reachable");
-                return true;
-            }
-            if !logged {
-                tracing::info!(app = %self.address, "waiting for the app to listen before subscribing");
-                logged = true;
-            }
-            tokio::select! {
-                () = stop.cancelled() => return false,
-                () = tokio::time::sleep(PROBE_INTERVAL) => {}
-            }
         }
     }
 

@@ -141,8 +141,7 @@ pub async fn start(config: Config) -> Result<RunningSidecar, StartError> {
         registry: Arc::clone(&registry),
         channel: config
             .app_port
-            .map(|port| AppChannel::new(port, config.app_api_token.clone())),
-        app_protocol: config.app_protocol,
+            .map(|port| AppChannel::new(port, config.app_protocol, config.app_api_token.clone())),
         resources_paths: config.resources_paths.clone(),
         app_ready: app_ready_sender,
     };

@@ -2,7 +2,7 @@
 
 mod status;
 mod subscribe;
-mod topic_event;
+pub mod topic_event;
 mod unimplemented;
 
 use std::collections::HashMap;

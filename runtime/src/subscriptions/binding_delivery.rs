@@ -3,6 +3,8 @@
 use async_trait::async_trait;
 use outrigger_components::bindings::{BindingEvent, BindingEventHandler};
 
+use dapr::dapr::proto::runtime::v1 as runtime;
+
 use crate::app_channel::AppChannel;
 
 pub struct AppBindingDelivery {
@@ -13,10 +15,26 @@ pub struct AppBindingDelivery {
 #[async_trait]
 impl BindingEventHandler for AppBindingDelivery {
     async fn handle(&self, event: BindingEvent) -> bool {
+        let channel = match &self.channel {
+            AppChannel::Http(channel) => channel,
+            AppChannel::Grpc(channel) => {
+                let (mut client, request) = channel.call(runtime::BindingEventRequest {
+                    name: self.binding.clone(),
+                    data: event.data.to_vec(),
+                    metadata: event.metadata,
+                });
+                return match client.on_binding_event(request).await {
+                    Ok(_) => true,
+                    Err(status) => {
+                        tracing::warn!(binding = %self.binding, "AppCallback.OnBindingEvent failed: {status}");
+                        false
+                    }
+                };
+            }
+        };
         let headers: Vec<(String, String)> = event.metadata.into_iter().collect();
         let path = format!("/{}", self.binding);
-        match self
-            .channel
+        match channel
             .post(&path, "application/json", event.data, &headers)
             .await
         {

@@ -9,7 +9,7 @@ use outrigger_components::pubsub::{DeliveryOutcome, MessageHandler, PubSub, Rece
 use serde_json::Value;
 
 use super::spec::SubscriptionSpec;
-use crate::app_channel::{AppChannel, AppResponse};
+use crate::app_channel::{AppChannel, AppResponse, GrpcChannel};
 
 /// Delivers a subscription's events to the app.
 pub struct AppDelivery {
@@ -68,6 +68,37 @@ impl AppDelivery {
         (event, bytes)
     }
 
+    /// `AppCallback.OnTopicEvent`: SUCCESS acks, RETRY retries, DROP drops; an app that does
+    /// not implement it drops, any other failure retries, as in Dapr.
+    async fn deliver_grpc(
+        &self,
+        channel: &GrpcChannel,
+        message: &ReceivedMessage,
+        path: &str,
+    ) -> DeliveryOutcome {
+        let event = outrigger_api::grpc::topic_event::topic_event(message, &self.spec.pubsub, path);
+        let (mut client, request) = channel.call(event);
+        match client.on_topic_event(request).await {
+            Ok(response) => match response.into_inner().status {
+                0 => DeliveryOutcome::Ack,
+                2 => DeliveryOutcome::Drop,
+                _ => DeliveryOutcome::Retry,
+            },
+            Err(status) if status.code() == tonic::Code::Unimplemented => {
+                tracing::warn!(
+                    "the app does not implement AppCallback.OnTopicEvent: dropping the event"
+                );
+                DeliveryOutcome::Drop
+            }
+            Err(status) => {
+                tracing::warn!(
+                    "AppCallback.OnTopicEvent failed: {status}; the event will be delivered again"
+                );
+                DeliveryOutcome::Retry
+            }
+        }
+    }
+
     async fn dead_letter(&self, message: ReceivedMessage) -> DeliveryOutcome {
         match &self.spec.dead_letter_topic {
             Some(topic) => outrigger_api::deadletter::forward(&*self.pubsub, topic, message).await,
@@ -105,8 +136,17 @@ impl MessageHandler for AppDelivery {
                 headers.push((field.to_string(), value));
             }
         }
-        let outcome = match self
-            .channel
+        let channel = match &self.channel {
+            AppChannel::Http(channel) => channel,
+            AppChannel::Grpc(channel) => {
+                let outcome = self.deliver_grpc(channel, &message, &path).await;
+                return match outcome {
+                    DeliveryOutcome::Drop => self.dead_letter(message).await,
+                    other => other,
+                };
+            }
+        };
+        let outcome = match channel
             .post(&path, CLOUDEVENTS_CONTENT_TYPE, body, &headers)
             .await
         {

@@ -18,14 +18,12 @@ use self::binding_delivery::AppBindingDelivery;
 use self::delivery::AppDelivery;
 use self::spec::SubscriptionSpec;
 use crate::app_channel::AppChannel;
-use crate::config::AppProtocol;
 
 /// Opens the app's subscriptions once it is up and re-opens them when components change.
 pub struct SubscriptionManager {
     pub app_id: String,
     pub registry: Arc<ComponentRegistry>,
     pub channel: Option<AppChannel>,
-    pub app_protocol: AppProtocol,
     pub resources_paths: Vec<PathBuf>,
     /// Set once the app answers (or at once without `--app-port`).
     pub app_ready: watch::Sender<bool>,
@@ -106,38 +104,31 @@ impl SubscriptionManager {
     }
 
     async fn programmatic(&self) -> Vec<SubscriptionSpec> {
-        let Some(channel) = &self.channel else {
-            return Vec::new();
-        };
-        if self.app_protocol != AppProtocol::Http {
-            tracing::warn!(
-                "programmatic subscriptions over gRPC (AppCallback.ListTopicSubscriptions) are not implemented yet"
-            );
-            return Vec::new();
-        }
-        match channel.get("/dapr/subscribe").await {
-            Ok(response) if (200..300).contains(&response.status) => {
-                match spec::from_app_json(&response.body) {
-                    Ok(specs) => specs,
-                    Err(error) => {
-                        tracing::error!("{error}");
-                        Vec::new()
-                    }
+        let result = match &self.channel {
+            None => return Vec::new(),
+            Some(AppChannel::Http(channel)) => match channel.get("/dapr/subscribe").await {
+                Ok(response) if (200..300).contains(&response.status) => {
+                    spec::from_app_json(&response.body)
+                }
+                Ok(response) if response.status == 404 => Ok(Vec::new()),
+                Ok(response) => Err(format!("GET /dapr/subscribe answered {}", response.status)),
+                Err(error) => Err(error),
+            },
+            Some(AppChannel::Grpc(channel)) => {
+                let (mut client, request) = channel.call(());
+                match client.list_topic_subscriptions(request).await {
+                    Ok(response) => spec::from_grpc(response.into_inner().subscriptions),
+                    Err(status) if status.code() == tonic::Code::Unimplemented => Ok(Vec::new()),
+                    Err(status) => Err(format!(
+                        "AppCallback.ListTopicSubscriptions failed: {status}"
+                    )),
                 }
             }
-            Ok(response) if response.status == 404 => Vec::new(),
-            Ok(response) => {
-                tracing::error!(
-                    status = response.status,
-                    "GET /dapr/subscribe failed; no programmatic subscriptions"
-                );
-                Vec::new()
-            }
-            Err(error) => {
-                tracing::error!("{error}; no programmatic subscriptions");
-                Vec::new()
-            }
-        }
+        };
+        result.unwrap_or_else(|error| {
+            tracing::error!("{error}; no programmatic subscriptions");
+            Vec::new()
+        })
     }
 
     async fn open_all(&self) -> Vec<Subscription> {
@@ -158,10 +149,6 @@ impl SubscriptionManager {
                 tracing::error!(binding = %name, "input binding declared but no --app-port is given to deliver its events to");
                 continue;
             };
-            if self.app_protocol != AppProtocol::Http {
-                tracing::error!(binding = %name, "input bindings for gRPC apps (AppCallback.OnBindingEvent) are not implemented yet");
-                continue;
-            }
             let handler = std::sync::Arc::new(AppBindingDelivery {
                 channel: channel.clone(),
                 binding: name.clone(),
@@ -191,12 +178,6 @@ impl SubscriptionManager {
             );
             return open;
         };
-        if self.app_protocol != AppProtocol::Http {
-            tracing::error!(
-                "delivery to gRPC apps (AppCallback.OnTopicEvent) is not implemented yet; subscriptions not opened"
-            );
-            return open;
-        }
         for spec in specs {
             let Some(registered) = self.registry.pubsub(&spec.pubsub) else {
                 tracing::error!(subscription = %spec.origin, pubsub = %spec.pubsub, "subscription to an unknown pub/sub: not opened");

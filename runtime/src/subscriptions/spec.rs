@@ -185,6 +185,38 @@ pub fn from_app_json(body: &[u8]) -> Result<Vec<SubscriptionSpec>, String> {
         .collect()
 }
 
+/// Reads the app's answer to `AppCallback.ListTopicSubscriptions`.
+pub fn from_grpc(
+    subscriptions: Vec<dapr::dapr::proto::runtime::v1::TopicSubscription>,
+) -> Result<Vec<SubscriptionSpec>, String> {
+    subscriptions
+        .into_iter()
+        .enumerate()
+        .map(|(index, subscription)| {
+            let routes = subscription.routes.map(|routes| RawRoutes {
+                rules: routes
+                    .rules
+                    .into_iter()
+                    .map(|rule| RawRule {
+                        expression: rule.r#match,
+                        path: rule.path,
+                    })
+                    .collect(),
+                default: Some(routes.default),
+            });
+            RawSubscription {
+                pubsubname: subscription.pubsub_name,
+                topic: subscription.topic,
+                route: None,
+                routes,
+                dead_letter_topic: Some(subscription.dead_letter_topic),
+                metadata: Some(subscription.metadata),
+            }
+            .validate(format!("AppCallback.ListTopicSubscriptions entry {index}"))
+        })
+        .collect()
+}
+
 #[derive(Debug, Deserialize)]
 struct RawDocument {
     #[serde(default)]
