@@ -6,15 +6,20 @@ use outrigger_components::ComponentRegistry;
 use outrigger_components::bindings::{BindingError, InvokeRequest, InvokeResponse};
 
 use crate::error::ApiError;
+use crate::resiliency::{PolicyError, Resiliency};
 
 #[derive(Clone)]
 pub struct BindingsApi {
     registry: Arc<ComponentRegistry>,
+    resiliency: Arc<Resiliency>,
 }
 
 impl BindingsApi {
-    pub fn new(registry: Arc<ComponentRegistry>) -> Self {
-        Self { registry }
+    pub fn new(registry: Arc<ComponentRegistry>, resiliency: Arc<Resiliency>) -> Self {
+        Self {
+            registry,
+            resiliency,
+        }
     }
 
     pub async fn invoke(
@@ -35,7 +40,18 @@ impl BindingsApi {
                 output.operations().join(", ")
             )));
         }
-        output.invoke(request).await.map_err(|error| match error {
+        let policy = self.resiliency.outbound(name);
+        let result = policy
+            .run(
+                |error| matches!(error, BindingError::Backend(_)),
+                || output.invoke(request.clone()),
+            )
+            .await
+            .map_err(|error| match error {
+                PolicyError::Call(error) => error,
+                other => BindingError::Backend(other.to_string()),
+            });
+        result.map_err(|error| match error {
             BindingError::UnsupportedOperation { .. } | BindingError::InvalidRequest(_) => {
                 ApiError::BindingRequest {
                     name: name.to_string(),

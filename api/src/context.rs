@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bindings::BindingsApi;
 use crate::pubsub::PubSubApi;
+use crate::resiliency::Resiliency;
 use crate::state::StateApi;
 
 /// Facts about this sidecar that the metadata API reports.
@@ -41,20 +42,36 @@ pub struct ApiContext {
     pub shutdown: CancellationToken,
 }
 
+/// The sidecar's readiness signals and its shutdown switch.
+#[derive(Clone)]
+pub struct Lifecycle {
+    pub ready: watch::Receiver<bool>,
+    pub app_ready: watch::Receiver<bool>,
+    pub shutdown: CancellationToken,
+}
+
 impl ApiContext {
     pub fn new(
         registry: Arc<ComponentRegistry>,
         sidecar: SidecarInfo,
         api_token: Option<String>,
         max_body_size: usize,
-        ready: watch::Receiver<bool>,
-        app_ready: watch::Receiver<bool>,
-        shutdown: CancellationToken,
+        lifecycle: Lifecycle,
+        resiliency: Arc<Resiliency>,
     ) -> Self {
+        let Lifecycle {
+            ready,
+            app_ready,
+            shutdown,
+        } = lifecycle;
         Self {
-            pubsub: PubSubApi::new(Arc::clone(&registry), &sidecar.app_id),
-            bindings: BindingsApi::new(Arc::clone(&registry)),
-            state: StateApi::new(Arc::clone(&registry)),
+            pubsub: PubSubApi::new(
+                Arc::clone(&registry),
+                &sidecar.app_id,
+                Arc::clone(&resiliency),
+            ),
+            bindings: BindingsApi::new(Arc::clone(&registry), Arc::clone(&resiliency)),
+            state: StateApi::new(Arc::clone(&registry), resiliency),
             registry,
             sidecar: Arc::new(sidecar),
             api_token: api_token.filter(|token| !token.is_empty()).map(Arc::from),

@@ -9,7 +9,8 @@ pub mod grpc;
 pub mod http;
 pub mod metadata;
 pub mod pubsub;
+pub mod resiliency;
 pub mod state;
 
-pub use context::{ApiContext, SidecarInfo};
+pub use context::{ApiContext, Lifecycle, SidecarInfo};
 pub use error::{ApiError, ErrorKind};

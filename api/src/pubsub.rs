@@ -6,12 +6,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use outrigger_components::pubsub::{BulkPublishEntry, BulkPublishFailure, PublishRequest};
+use outrigger_components::pubsub::{
+    BulkPublishEntry, BulkPublishFailure, PubSubError, PublishRequest,
+};
 use outrigger_components::{ComponentRegistry, RegisteredPubSub};
 use serde_json::{Map, Value};
 
 use crate::cloudevents::{self, CLOUDEVENTS_CONTENT_TYPE, EventContext};
 use crate::error::ApiError;
+use crate::resiliency::{PolicyError, Resiliency};
 
 /// One event to publish, as the app sent it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -40,13 +43,37 @@ pub struct TraceContext {
 pub struct PubSubApi {
     registry: Arc<ComponentRegistry>,
     app_id: Arc<str>,
+    resiliency: Arc<Resiliency>,
+}
+
+/// Calls a pub/sub component under its outbound resiliency policy; bad requests are final.
+async fn protected<T, F, Fut>(policy: crate::resiliency::Policy, call: F) -> Result<T, PubSubError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, PubSubError>>,
+{
+    policy
+        .run(
+            |error| !matches!(error, PubSubError::InvalidRequest(_)),
+            call,
+        )
+        .await
+        .map_err(|error| match error {
+            PolicyError::Call(error) => error,
+            other => PubSubError::Backend(other.to_string()),
+        })
 }
 
 impl PubSubApi {
-    pub fn new(registry: Arc<ComponentRegistry>, app_id: &str) -> Self {
+    pub fn new(
+        registry: Arc<ComponentRegistry>,
+        app_id: &str,
+        resiliency: Arc<Resiliency>,
+    ) -> Self {
         Self {
             registry,
             app_id: Arc::from(app_id),
+            resiliency,
         }
     }
 
@@ -90,15 +117,15 @@ impl PubSubApi {
             content_type: Some(content_type),
             metadata: input.metadata,
         };
-        registered
-            .pubsub
-            .publish(request)
-            .await
-            .map_err(|error| ApiError::PublishFailed {
-                pubsub: pubsub.to_string(),
-                topic: topic.to_string(),
-                cause: error.to_string(),
-            })
+        protected(self.resiliency.outbound(pubsub), || {
+            registered.pubsub.publish(request.clone())
+        })
+        .await
+        .map_err(|error| ApiError::PublishFailed {
+            pubsub: pubsub.to_string(),
+            topic: topic.to_string(),
+            cause: error.to_string(),
+        })
     }
 
     /// Publishes every entry; returns the entries that failed, each with its reason.
@@ -127,15 +154,15 @@ impl PubSubApi {
                 metadata: entry.event.metadata,
             });
         }
-        registered
-            .pubsub
-            .bulk_publish(topic, wire_entries)
-            .await
-            .map_err(|error| ApiError::PublishFailed {
-                pubsub: pubsub.to_string(),
-                topic: topic.to_string(),
-                cause: error.to_string(),
-            })
+        protected(self.resiliency.outbound(pubsub), || {
+            registered.pubsub.bulk_publish(topic, wire_entries.clone())
+        })
+        .await
+        .map_err(|error| ApiError::PublishFailed {
+            pubsub: pubsub.to_string(),
+            topic: topic.to_string(),
+            cause: error.to_string(),
+        })
     }
 
     /// The bytes to hand the component: a CloudEvent, or the raw body with `rawPayload`.

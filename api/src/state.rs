@@ -7,12 +7,13 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use outrigger_components::state::{
-    Concurrency, Consistency, DeleteRequest, GetRequest, SetRequest, StateItem,
+    Concurrency, Consistency, DeleteRequest, GetRequest, SetRequest, StateError, StateItem,
     TransactionOperation, ttl_from_metadata,
 };
 use outrigger_components::{ComponentRegistry, RegisteredStateStore};
 
 use crate::error::{ApiError, StateOperation};
+use crate::resiliency::{PolicyError, Resiliency};
 
 /// One item to save, with the key the app uses.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -82,11 +83,39 @@ pub fn parse_consistency(text: &str) -> Result<Consistency, ApiError> {
 #[derive(Clone)]
 pub struct StateApi {
     registry: Arc<ComponentRegistry>,
+    resiliency: Arc<Resiliency>,
+}
+
+/// Backend failures and timeouts may pass on retry; conflicts and bad requests will not.
+fn is_retriable(error: &StateError) -> bool {
+    matches!(error, StateError::Backend(_) | StateError::Timeout(_))
 }
 
 impl StateApi {
-    pub fn new(registry: Arc<ComponentRegistry>) -> Self {
-        Self { registry }
+    pub fn new(registry: Arc<ComponentRegistry>, resiliency: Arc<Resiliency>) -> Self {
+        Self {
+            registry,
+            resiliency,
+        }
+    }
+
+    /// Calls the store under the component's outbound resiliency policy.
+    async fn call<T, F, Fut>(&self, store_name: &str, call: F) -> Result<T, StateError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, StateError>>,
+    {
+        self.resiliency
+            .outbound(store_name)
+            .run(is_retriable, call)
+            .await
+            .map_err(|error| match error {
+                PolicyError::Call(error) => error,
+                PolicyError::Timeout(limit) => StateError::Timeout(limit),
+                PolicyError::BreakerOpen(name) => {
+                    StateError::Backend(format!("circuit breaker {name} is open"))
+                }
+            })
     }
 
     /// Finds a store by name, with Dapr's two distinct failures.
@@ -118,9 +147,7 @@ impl StateApi {
             consistency,
             metadata,
         };
-        store
-            .store
-            .get(request)
+        self.call(store_name, || store.store.get(request.clone()))
             .await
             .map(|item| item.map(read_item))
             .map_err(|error| ApiError::state(StateOperation::Get, store_name, Some(key), error))
@@ -136,10 +163,10 @@ impl StateApi {
             .iter()
             .map(|key| qualify(&store, key))
             .collect::<Result<Vec<_>, _>>()?;
-        let items =
-            store.store.bulk_get(stored_keys).await.map_err(|error| {
-                ApiError::state(StateOperation::BulkGet, store_name, None, error)
-            })?;
+        let items = self
+            .call(store_name, || store.store.bulk_get(stored_keys.clone()))
+            .await
+            .map_err(|error| ApiError::state(StateOperation::BulkGet, store_name, None, error))?;
         Ok(items
             .into_iter()
             .zip(keys)
@@ -158,9 +185,7 @@ impl StateApi {
             .map(|item| set_request(&store, item))
             .collect::<Result<Vec<_>, _>>()?;
         for request in requests {
-            store
-                .store
-                .set(request)
+            self.call(store_name, || store.store.set(request.clone()))
                 .await
                 .map_err(|error| ApiError::state(StateOperation::Save, store_name, None, error))?;
         }
@@ -171,9 +196,7 @@ impl StateApi {
         let store = self.store(store_name)?;
         let key = item.key.clone();
         let request = delete_request(&store, item)?;
-        store
-            .store
-            .delete(request)
+        self.call(store_name, || store.store.delete(request.clone()))
             .await
             .map_err(|error| ApiError::state(StateOperation::Delete, store_name, Some(&key), error))
     }
@@ -189,9 +212,11 @@ impl StateApi {
             .map(|item| delete_request(&store, item))
             .collect::<Result<Vec<_>, _>>()?;
         for request in requests {
-            store.store.delete(request).await.map_err(|error| {
-                ApiError::state(StateOperation::BulkDelete, store_name, None, error)
-            })?;
+            self.call(store_name, || store.store.delete(request.clone()))
+                .await
+                .map_err(|error| {
+                    ApiError::state(StateOperation::BulkDelete, store_name, None, error)
+                })?;
         }
         Ok(())
     }
@@ -222,9 +247,7 @@ impl StateApi {
         if operations.is_empty() {
             return Ok(());
         }
-        store
-            .store
-            .transact(operations)
+        self.call(store_name, || store.store.transact(operations.clone()))
             .await
             .map_err(|error| ApiError::state(StateOperation::Transaction, store_name, None, error))
     }

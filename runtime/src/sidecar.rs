@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use outrigger_api::{ApiContext, SidecarInfo};
+use outrigger_api::resiliency::Resiliency;
+use outrigger_api::{ApiContext, Lifecycle, SidecarInfo};
 use outrigger_components::ComponentRegistry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -22,6 +23,8 @@ use crate::subscriptions::SubscriptionManager;
 pub enum StartError {
     #[error(transparent)]
     Components(#[from] LoadError),
+    #[error("resiliency: {0}")]
+    Resiliency(String),
     #[error("cannot listen on {address} for the {api} API: {source}")]
     Bind {
         api: &'static str,
@@ -67,6 +70,7 @@ impl RunningSidecar {
 
 /// Loads components, binds both API ports and starts serving.
 pub async fn start(config: Config) -> Result<RunningSidecar, StartError> {
+    let resiliency = Arc::new(load_resiliency(&config).map_err(StartError::Resiliency)?);
     let registry = Arc::new(ComponentRegistry::new());
     let mut loader = ComponentLoader::new(
         &config,
@@ -108,9 +112,12 @@ pub async fn start(config: Config) -> Result<RunningSidecar, StartError> {
         },
         config.api_token.clone(),
         config.max_body_size,
-        ready,
-        app_ready,
-        shutdown.clone(),
+        Lifecycle {
+            ready,
+            app_ready,
+            shutdown: shutdown.clone(),
+        },
+        Arc::clone(&resiliency),
     );
 
     let mut servers = JoinSet::new();
@@ -144,6 +151,7 @@ pub async fn start(config: Config) -> Result<RunningSidecar, StartError> {
             .map(|port| AppChannel::new(port, config.app_protocol, config.app_api_token.clone())),
         resources_paths: config.resources_paths.clone(),
         app_ready: app_ready_sender,
+        resiliency,
     };
     // Joined with the servers on shutdown, so in-flight deliveries get the grace period.
     servers.spawn(subscriptions.run(shutdown.clone()));
@@ -172,6 +180,27 @@ pub async fn start(config: Config) -> Result<RunningSidecar, StartError> {
         servers,
         grace: config.graceful_shutdown,
     })
+}
+
+/// Reads `kind: Resiliency` documents from the resources paths.
+fn load_resiliency(config: &Config) -> Result<Resiliency, String> {
+    let mut files = Vec::new();
+    for directory in &config.resources_paths {
+        let Ok(entries) = std::fs::read_dir(directory) else {
+            continue;
+        };
+        for path in entries.filter_map(Result::ok).map(|entry| entry.path()) {
+            if matches!(
+                path.extension().and_then(|extension| extension.to_str()),
+                Some("yaml" | "yml")
+            ) {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|error| format!("{}: {error}", path.display()))?;
+                files.push((path, text));
+            }
+        }
+    }
+    Resiliency::load(&files, &config.app_id)
 }
 
 fn local_address(listener: &TcpListener, api: &'static str) -> Result<SocketAddr, StartError> {

@@ -10,12 +10,15 @@ use serde_json::Value;
 
 use super::spec::SubscriptionSpec;
 use crate::app_channel::{AppChannel, AppResponse, GrpcChannel};
+use outrigger_api::resiliency::Policy;
 
 /// Delivers a subscription's events to the app.
 pub struct AppDelivery {
     pub channel: AppChannel,
     pub spec: Arc<SubscriptionSpec>,
     pub pubsub: Arc<dyn PubSub>,
+    /// The pub/sub's inbound resiliency policy, if one is declared.
+    pub policy: Option<Policy>,
 }
 
 /// The app's verdict: 2xx with no body or `SUCCESS` acks, `RETRY` (or any status other than
@@ -109,7 +112,32 @@ impl AppDelivery {
 
 #[async_trait]
 impl MessageHandler for AppDelivery {
+    /// With an inbound policy, a `Retry` is retried (and timed, and counted by the breaker)
+    /// here first; only when the policy gives up does the component redeliver later.
     async fn handle(&self, message: ReceivedMessage) -> DeliveryOutcome {
+        let Some(policy) = &self.policy else {
+            return self.deliver(message).await;
+        };
+        let result = policy
+            .run(
+                |_: &()| true,
+                || {
+                    let message = message.clone();
+                    async move {
+                        match self.deliver(message).await {
+                            DeliveryOutcome::Retry => Err(()),
+                            outcome => Ok(outcome),
+                        }
+                    }
+                },
+            )
+            .await;
+        result.unwrap_or(DeliveryOutcome::Retry)
+    }
+}
+
+impl AppDelivery {
+    async fn deliver(&self, message: ReceivedMessage) -> DeliveryOutcome {
         let (event, body) = self.event(&message);
         let path = match self.spec.route(&event) {
             Ok(Some(path)) => path.to_string(),

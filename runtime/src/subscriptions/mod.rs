@@ -27,6 +27,8 @@ pub struct SubscriptionManager {
     pub resources_paths: Vec<PathBuf>,
     /// Set once the app answers (or at once without `--app-port`).
     pub app_ready: watch::Sender<bool>,
+    /// Inbound policies apply to delivery to the app.
+    pub resiliency: Arc<outrigger_api::resiliency::Resiliency>,
 }
 
 impl SubscriptionManager {
@@ -188,6 +190,7 @@ impl SubscriptionManager {
                 channel: channel.clone(),
                 spec: Arc::clone(&spec),
                 pubsub: Arc::clone(&registered.pubsub),
+                policy: self.resiliency.inbound(&spec.pubsub),
             });
             let request = SubscribeRequest {
                 topic: spec.topic.clone(),
