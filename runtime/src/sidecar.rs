@@ -152,6 +152,7 @@ pub async fn start(config: Config) -> Result<RunningSidecar, StartError> {
         resources_paths: config.resources_paths.clone(),
         app_ready: app_ready_sender,
         resiliency,
+        poll_interval: config.resources_poll_interval,
     };
     // Joined with the servers on shutdown, so in-flight deliveries get the grace period.
     servers.spawn(subscriptions.run(shutdown.clone()));

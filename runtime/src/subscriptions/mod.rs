@@ -29,6 +29,8 @@ pub struct SubscriptionManager {
     pub app_ready: watch::Sender<bool>,
     /// Inbound policies apply to delivery to the app.
     pub resiliency: Arc<outrigger_api::resiliency::Resiliency>,
+    /// How often `kind: Subscription` files are re-read (hot reload).
+    pub poll_interval: std::time::Duration,
 }
 
 impl SubscriptionManager {
@@ -41,19 +43,32 @@ impl SubscriptionManager {
         self.app_ready.send_replace(true);
         let mut changes = self.registry.changes();
         changes.mark_unchanged();
+        let mut declared = self.declarative();
         let mut open = self.open_all().await;
+        let mut ticker = tokio::time::interval(self.poll_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
+            let reopen = tokio::select! {
                 () = stop.cancelled() => break,
                 changed = changes.changed() => {
                     if changed.is_err() {
                         break;
                     }
-                    // A pub/sub was added, replaced or removed: re-open everything on the
-                    // current components. Messages in flight stay unacknowledged and return.
-                    close_all(std::mem::take(&mut open)).await;
-                    open = self.open_all().await;
+                    // A component was added, replaced or removed.
+                    true
                 }
+                _ = ticker.tick() => {
+                    let now = self.declarative();
+                    let changed = now != declared;
+                    declared = now;
+                    changed
+                }
+            };
+            if reopen {
+                // Re-open everything on the current components and subscriptions. Messages in
+                // flight stay unacknowledged and come back.
+                close_all(std::mem::take(&mut open)).await;
+                open = self.open_all().await;
             }
         }
         // Shutdown: stop pulling first; deliveries in flight finish inside close().

@@ -250,5 +250,18 @@ async fn declarative_subscription_and_waiting_for_a_late_app() {
             r.count("/audit", &json!({"who": "me"})) == 1
         })
         .await;
+
+    // Hot reload: a new Subscription file takes effect without a restart.
+    std::fs::write(
+        dir.path().join("more.yaml"),
+        "apiVersion: dapr.io/v1alpha1\nkind: Subscription\nmetadata:\n  name: more\nspec:\n  pubsubname: pubsub\n  topic: more\n  route: /more\n",
+    )
+    .expect("write");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while received.count("/more", &json!({"n": 1})) == 0 {
+        assert!(Instant::now() < deadline, "the new subscription delivers");
+        publish(&base, "more", json!({"n": 1})).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     sidecar.shutdown().await;
 }

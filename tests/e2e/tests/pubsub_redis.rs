@@ -81,11 +81,18 @@ fn components(redis: &RedisServer) -> tempfile::TempDir {
 }
 
 async fn start_sidecar(dir: &tempfile::TempDir, app_port: u16) -> Sidecar {
-    let sidecar = SidecarBuilder::new("worker")
+    start_sidecar_with(dir, app_port, &[]).await
+}
+
+async fn start_sidecar_with(dir: &tempfile::TempDir, app_port: u16, extra: &[&str]) -> Sidecar {
+    let mut builder = SidecarBuilder::new("worker")
         .resources_path(dir.path())
         .arg("--app-port")
-        .arg(&app_port.to_string())
-        .spawn();
+        .arg(&app_port.to_string());
+    for arg in extra {
+        builder = builder.arg(arg);
+    }
+    let sidecar = builder.spawn();
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while http
@@ -197,4 +204,54 @@ async fn every_publish_acknowledged_across_a_redis_outage_is_delivered() {
     })
     .await;
     drop(sidecar);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_leaves_unfinished_deliveries_unacknowledged() {
+    let redis = RedisServer::start().expect("redis-server");
+    let dir = components(&redis);
+    let app = App::default();
+    let port = serve_app(app.clone()).await;
+    *app.hang.lock().expect("lock") = true;
+    let mut sidecar = start_sidecar_with(&dir, port, &["--graceful-shutdown-seconds", "1"]).await;
+    assert_eq!(
+        publish(&sidecar, "unfinished").await,
+        reqwest::StatusCode::NO_CONTENT
+    );
+    app.wait_for("the delivery that will not finish", |got| got.len() == 1)
+        .await;
+    assert_eq!(
+        publish(&sidecar, "queued").await,
+        reqwest::StatusCode::NO_CONTENT
+    );
+    let stopping = Instant::now();
+    sidecar.signal("TERM");
+    let status = sidecar
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits within the grace period");
+    assert_eq!(status.code(), Some(0), "{}", sidecar.log());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "the grace period bounds shutdown: {:?}",
+        stopping.elapsed()
+    );
+    assert_eq!(
+        app.received(),
+        ["unfinished"],
+        "nothing new is pulled after SIGTERM"
+    );
+    assert_eq!(
+        redis.pending_count("work", "worker").await,
+        1,
+        "the unfinished delivery stays unacknowledged"
+    );
+
+    *app.hang.lock().expect("lock") = false;
+    let restarted = start_sidecar(&dir, port).await;
+    app.wait_for("both events after the restart", |got| {
+        got.iter().filter(|data| *data == "unfinished").count() == 2
+            && got.contains(&"queued".to_string())
+    })
+    .await;
+    drop(restarted);
 }

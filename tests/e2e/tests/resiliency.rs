@@ -128,3 +128,88 @@ fn a_bad_resiliency_file_fails_start_up() {
         "{output}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_retries_and_circuit_breaker_shape_delivery_to_the_app() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let app = axum::Router::new().route(
+        "/events",
+        axum::routing::post({
+            let calls = Arc::clone(&calls);
+            move || async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("app") });
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("pubsub.yaml"),
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: pubsub\nspec:\n  type: pubsub.in-memory\n  version: v1\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("subscription.yaml"),
+        "apiVersion: dapr.io/v1alpha1\nkind: Subscription\nmetadata:\n  name: s\nspec:\n  pubsubname: pubsub\n  topic: t\n  route: /events\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("resiliency.yaml"),
+        "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata:\n  name: r\nspec:\n  policies:\n    retries:\n      twice:\n        policy: constant\n        duration: 10ms\n        maxRetries: 2\n    circuitBreakers:\n      cb:\n        maxRequests: 1\n        timeout: 1500ms\n        trip: consecutiveFailures >= 3\n  targets:\n    components:\n      pubsub:\n        inbound:\n          retry: twice\n          circuitBreaker: cb\n",
+    )
+    .expect("write");
+    let mut config = config_with_resources("inbound", dir.path());
+    config.app_port = Some(port);
+    let sidecar = start(config).await;
+    let base = http_base(&sidecar);
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http
+        .get(format!("{base}/v1.0/healthz"))
+        .send()
+        .await
+        .expect("healthz")
+        .status()
+        != reqwest::StatusCode::NO_CONTENT
+    {
+        assert!(Instant::now() < deadline, "ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let response = http
+        .post(format!("{base}/v1.0/publish/pubsub/t"))
+        .body("x")
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(response.status(), reqwest::StatusCode::NO_CONTENT);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "one delivery and two policy retries, then the breaker opens"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "no calls reach the app while the breaker is open"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while calls.load(Ordering::SeqCst) == 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the breaker half-opens and lets a probe through"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sidecar.shutdown().await;
+}
