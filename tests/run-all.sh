@@ -15,6 +15,9 @@ step() { printf '\n==> %s\n' "$*"; }
 # --- system packages -------------------------------------------------------------------
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# rdkafka links the system OpenSSL (for SASL/TLS to Kafka).
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then
     step "installing ${missing[*]} (apt)"
@@ -25,6 +28,12 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 # The distribution's redis service is not used by the tests (they start their own servers).
 command -v redis-server >/dev/null
+
+# The Kafka-protocol broker the Kafka tests start (about 20 minutes to build on 2 cores, once).
+if ! command -v tansu >/dev/null 2>&1; then
+    step "installing the tansu Kafka-protocol broker (cargo install, once)"
+    cargo install tansu --locked --features dynostore
+fi
 
 # --- Rust ------------------------------------------------------------------------------
 step "cargo fmt --check"

@@ -9,6 +9,7 @@ use outrigger_components::bindings::BindingParts;
 use outrigger_components::pubsub::PubSub;
 use outrigger_components::state::StateStore;
 use outrigger_components::{ComponentMetadata, InitError};
+use outrigger_kafka::{KafkaBinding, KafkaPubSub};
 use outrigger_pubsub_memory::InMemoryPubSub;
 use outrigger_pubsub_redis::RedisStreamsPubSub;
 use outrigger_state_memory::InMemoryStateStore;
@@ -91,6 +92,20 @@ impl ComponentFactories {
                 Ok(BindingParts {
                     input: None,
                     output: Some(Arc::new(binding)),
+                })
+            })
+        });
+        pubsub.insert("pubsub.kafka", |metadata| {
+            Box::pin(async move {
+                Ok(Arc::new(KafkaPubSub::from_metadata(&metadata)?) as Arc<dyn PubSub>)
+            })
+        });
+        bindings.insert("bindings.kafka", |metadata| {
+            Box::pin(async move {
+                let binding = Arc::new(KafkaBinding::from_metadata(&metadata)?);
+                Ok(BindingParts {
+                    input: binding.has_input().then(|| Arc::clone(&binding) as _),
+                    output: binding.has_output().then_some(binding as _),
                 })
             })
         });

@@ -410,6 +410,7 @@ impl ComponentLoader {
                 }))
             }
             Factory::Binding(factory) => {
+                let metadata = metadata.with_default("consumerID", &self.app_id);
                 let parts = tokio::time::timeout(definition.init_timeout, factory(metadata))
                     .await
                     .map_err(timed_out)?

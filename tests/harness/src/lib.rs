@@ -1,8 +1,10 @@
 //! Test harness: real `redis-server` and `outrigger` processes on free loopback ports.
 
+pub mod kafka_broker;
 pub mod redis_server;
 pub mod sidecar;
 
+pub use kafka_broker::KafkaBroker;
 pub use redis_server::{RedisOptions, RedisServer};
 pub use sidecar::{Sidecar, SidecarBuilder, outrigger_binary};
 
