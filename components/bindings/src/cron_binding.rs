@@ -151,6 +151,12 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn passes_input_binding_conformance() {
+        let binding = binding("@every 100ms").expect("valid");
+        outrigger_conformance::bindings::run_input_suite(&binding, || async {}).await;
+    }
+
     #[tokio::test(start_paused = true)]
     async fn every_triggers_on_the_period_until_closed() {
         let count = Arc::new(Count(AtomicUsize::new(0)));

@@ -194,5 +194,10 @@ mod tests {
             HttpBinding::from_metadata(&ComponentMetadata::from_pairs([("url", "ftp://x")]))
                 .is_err()
         );
+        outrigger_conformance::bindings::run_output_suite(
+            &binding,
+            call("post", "/conformance", "x"),
+        )
+        .await;
     }
 }

@@ -101,6 +101,24 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn passes_output_binding_conformance() {
+        let server = RedisServer::start().expect("redis-server");
+        let address = server.address();
+        let binding = RedisBinding::from_metadata(&ComponentMetadata::from_pairs([(
+            "redisHost",
+            address.as_str(),
+        )]))
+        .await
+        .expect("connects");
+        let valid = InvokeRequest {
+            operation: "create".into(),
+            data: Bytes::from_static(b"v"),
+            metadata: HashMap::from([("key".to_string(), "conformance".to_string())]),
+        };
+        outrigger_conformance::bindings::run_output_suite(&binding, valid).await;
+    }
+
+    #[tokio::test]
     async fn create_get_delete_against_real_redis() {
         let server = RedisServer::start().expect("redis-server");
         let address = server.address();

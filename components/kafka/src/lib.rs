@@ -285,6 +285,32 @@ mod tests {
     use super::*;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn binding_passes_input_and_output_conformance() {
+        use outrigger_components::bindings::InvokeRequest;
+        let broker = KafkaBroker::start().expect("tansu");
+        let address = broker.address();
+        let binding = KafkaBinding::from_metadata(&ComponentMetadata::from_pairs([
+            ("brokers", address.as_str()),
+            ("consumerGroup", "binding-conformance"),
+            ("topics", "binding-topic"),
+            ("publishTopic", "binding-topic"),
+            ("initialOffset", "oldest"),
+        ]))
+        .expect("client");
+        let valid = InvokeRequest {
+            operation: "create".into(),
+            data: Bytes::from_static(b"event"),
+            metadata: HashMap::new(),
+        };
+        outrigger_conformance::bindings::run_output_suite(&binding, valid.clone()).await;
+        outrigger_conformance::bindings::run_input_suite(&binding, || async {
+            use outrigger_components::bindings::OutputBinding;
+            binding.invoke(valid.clone()).await.expect("publish");
+        })
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn passes_pubsub_conformance_against_a_real_broker() {
         let broker = KafkaBroker::start().expect("tansu");
         let address = broker.address();
