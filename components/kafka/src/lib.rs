@@ -11,8 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use outrigger_components::pubsub::{
-    DeliveryOutcome, MessageHandler, PubSub, PubSubError, PubSubFeatures, PublishRequest,
-    ReceivedMessage, SubscribeRequest, Subscription,
+    BulkPublishEntry, BulkPublishFailure, DeliveryOutcome, MessageHandler, PubSub, PubSubError,
+    PubSubFeatures, PublishRequest, ReceivedMessage, SubscribeRequest, Subscription,
 };
 use outrigger_components::{ComponentMetadata, InitError};
 use rdkafka::Message;
@@ -44,6 +44,9 @@ impl KafkaClient {
         let producer: FutureProducer = settings
             .client_config()
             .set("acks", "all")
+            // Send at once: each publish waits for its acknowledgement, so lingering only adds
+            // latency; concurrent sends (bulk publish) still share batches.
+            .set("linger.ms", "0")
             .set(
                 "message.timeout.ms",
                 settings.operation_timeout.as_millis().to_string(),
@@ -230,6 +233,35 @@ impl PubSub for KafkaPubSub {
             .produce(&request.topic, key, &request.data)
             .await
             .map_err(PubSubError::Backend)
+    }
+
+    /// Sends every entry at once and reports each failure.
+    async fn bulk_publish(
+        &self,
+        topic: &str,
+        entries: Vec<BulkPublishEntry>,
+    ) -> Result<Vec<BulkPublishFailure>, PubSubError> {
+        self.client
+            .ensure_topic(topic)
+            .await
+            .map_err(PubSubError::Backend)?;
+        let sends = entries.iter().map(|entry| async move {
+            outrigger_components::pubsub::message_ttl(&entry.metadata)
+                .map_err(|error| error.to_string())?;
+            let key = entry.metadata.get("partitionKey").map(String::as_str);
+            self.client.produce(topic, key, &entry.data).await
+        });
+        let results = futures::future::join_all(sends).await;
+        Ok(entries
+            .into_iter()
+            .zip(results)
+            .filter_map(|(entry, result)| {
+                result.err().map(|error| BulkPublishFailure {
+                    entry_id: entry.entry_id,
+                    error,
+                })
+            })
+            .collect())
     }
 
     async fn subscribe(
