@@ -192,24 +192,9 @@ impl Resiliency {
     pub fn load(files: &[(std::path::PathBuf, String)], app_id: &str) -> Result<Self, String> {
         let mut resiliency = Self::default();
         for (path, text) in files {
-            for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-                let value = serde_yaml::Value::deserialize(document).map_err(|error| {
-                    format!(
-                        "{}: document {}: not valid YAML: {error}",
-                        path.display(),
-                        index + 1
-                    )
-                })?;
-                if value.get("kind").and_then(serde_yaml::Value::as_str) != Some("Resiliency") {
-                    continue;
-                }
-                let raw: RawResiliency = serde_yaml::from_value(value).map_err(|error| {
-                    format!(
-                        "{}: document {}: does not match the Resiliency schema: {error}",
-                        path.display(),
-                        index + 1
-                    )
-                })?;
+            let documents: Vec<RawResiliency> =
+                outrigger_components::definition::documents_of_kind(path, text, "Resiliency")?;
+            for raw in documents {
                 if !raw.scopes.is_empty() && !raw.scopes.iter().any(|scope| scope == app_id) {
                     continue;
                 }

@@ -136,6 +136,35 @@ struct RawSecretKeyRef {
     key: String,
 }
 
+/// Decodes every document of `kind` (e.g. `Subscription`, `Resiliency`) in YAML `text`;
+/// errors name the file, the document and what did not match.
+pub fn documents_of_kind<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+    kind: &str,
+) -> Result<Vec<T>, String> {
+    let mut documents = Vec::new();
+    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let number = index + 1;
+        let value = serde_yaml::Value::deserialize(document).map_err(|error| {
+            format!(
+                "{}: document {number}: not valid YAML: {error}",
+                path.display()
+            )
+        })?;
+        if value.get("kind").and_then(serde_yaml::Value::as_str) != Some(kind) {
+            continue;
+        }
+        documents.push(serde_yaml::from_value(value).map_err(|error| {
+            format!(
+                "{}: document {number}: does not match the {kind} schema: {error}",
+                path.display()
+            )
+        })?);
+    }
+    Ok(documents)
+}
+
 /// Reads every `Component` document in the file; documents of other kinds are skipped.
 pub fn parse_component_file(path: &Path) -> Result<Vec<ComponentDefinition>, DefinitionError> {
     let text = std::fs::read_to_string(path).map_err(|source| DefinitionError::Io {

@@ -239,24 +239,9 @@ pub fn from_yaml_file(
     app_id: &str,
 ) -> Result<Vec<SubscriptionSpec>, String> {
     let mut specs = Vec::new();
-    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = serde_yaml::Value::deserialize(document).map_err(|error| {
-            format!(
-                "{}: document {}: not valid YAML: {error}",
-                path.display(),
-                index + 1
-            )
-        })?;
-        if value.get("kind").and_then(serde_yaml::Value::as_str) != Some("Subscription") {
-            continue;
-        }
-        let document: RawDocument = serde_yaml::from_value(value).map_err(|error| {
-            format!(
-                "{}: document {}: does not match the Subscription schema: {error}",
-                path.display(),
-                index + 1
-            )
-        })?;
+    let documents: Vec<RawDocument> =
+        outrigger_components::definition::documents_of_kind(path, text, "Subscription")?;
+    for document in documents {
         if !document.scopes.is_empty() && !document.scopes.iter().any(|scope| scope == app_id) {
             continue;
         }
