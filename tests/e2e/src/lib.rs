@@ -54,6 +54,25 @@ pub fn memory_component(name: &str) -> String {
     )
 }
 
+/// Polls `{base}/v1.0/healthz` until it answers 204 (the sidecar is up and so is its app);
+/// `false` if that did not happen within `timeout`.
+pub async fn wait_until_app_ready(base: &str, timeout: std::time::Duration) -> bool {
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        let status = http
+            .get(format!("{base}/v1.0/healthz"))
+            .send()
+            .await
+            .map(|response| response.status());
+        if matches!(status, Ok(reqwest::StatusCode::NO_CONTENT)) {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
+}
+
 /// Base URL of a running sidecar's HTTP API.
 pub fn http_base(sidecar: &RunningSidecar) -> String {
     format!("http://{}", sidecar.http_address)

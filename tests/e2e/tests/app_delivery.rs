@@ -116,19 +116,10 @@ async fn programmatic_subscriptions_route_and_honour_the_apps_answers() {
     let sidecar = start(config).await;
     let base = http_base(&sidecar);
     // Subscriptions open once the app answers; the in-memory pub/sub keeps nothing before that.
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while http
-        .get(format!("{base}/v1.0/healthz"))
-        .send()
-        .await
-        .expect("healthz")
-        .status()
-        != reqwest::StatusCode::NO_CONTENT
-    {
-        assert!(Instant::now() < deadline, "healthz never became ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        outrigger_e2e::wait_until_app_ready(&base, Duration::from_secs(10)).await,
+        "healthz never became ready"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     publish(&base, "orders", json!({"priority": "high", "id": 1})).await;
@@ -231,18 +222,10 @@ async fn declarative_subscription_and_waiting_for_a_late_app() {
         received.clone(),
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while http
-        .get(format!("{base}/v1.0/healthz"))
-        .send()
-        .await
-        .expect("healthz")
-        .status()
-        != reqwest::StatusCode::NO_CONTENT
-    {
-        assert!(Instant::now() < deadline, "healthz never became ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        outrigger_e2e::wait_until_app_ready(&base, Duration::from_secs(10)).await,
+        "healthz never became ready"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     publish(&base, "audit", json!({"who": "me"})).await;
     received

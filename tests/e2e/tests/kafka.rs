@@ -29,7 +29,8 @@ impl App {
     }
 
     async fn wait_for(&self, what: &str, check: impl Fn(&Self) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Generous: a consumer group rebalance after a kill waits out the session timeout.
+        let deadline = Instant::now() + Duration::from_secs(60);
         while !check(self) {
             assert!(
                 Instant::now() < deadline,
@@ -85,7 +86,7 @@ fn components(broker: &KafkaBroker) -> tempfile::TempDir {
     let brokers = broker.address();
     std::fs::write(
         dir.path().join("events.yaml"),
-        format!("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: events\nspec:\n  type: pubsub.kafka\n  version: v1\n  metadata:\n  - name: brokers\n    value: \"{brokers}\"\n  - name: initialOffset\n    value: oldest\n"),
+        format!("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: events\nspec:\n  type: pubsub.kafka\n  version: v1\n  metadata:\n  - name: brokers\n    value: \"{brokers}\"\n  - name: initialOffset\n    value: oldest\n  - name: sessionTimeout\n    value: 6s\n"),
     )
     .expect("write");
     std::fs::write(
@@ -102,23 +103,11 @@ async fn start_sidecar(dir: &tempfile::TempDir, app_port: u16) -> Sidecar {
         .arg("--app-port")
         .arg(&app_port.to_string())
         .spawn();
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http
-        .get(sidecar.http_url("/v1.0/healthz"))
-        .send()
-        .await
-        .map(|response| response.status())
-        .ok()
-        != Some(reqwest::StatusCode::NO_CONTENT)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "sidecar never became ready:\n{}",
-            sidecar.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(
+        outrigger_e2e::wait_until_app_ready(&sidecar.http_url(""), Duration::from_secs(30)).await,
+        "sidecar never became ready:\n{}",
+        sidecar.log()
+    );
     sidecar
 }
 

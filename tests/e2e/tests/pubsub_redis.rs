@@ -93,23 +93,11 @@ async fn start_sidecar_with(dir: &tempfile::TempDir, app_port: u16, extra: &[&st
         builder = builder.arg(arg);
     }
     let sidecar = builder.spawn();
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http
-        .get(sidecar.http_url("/v1.0/healthz"))
-        .send()
-        .await
-        .map(|response| response.status())
-        .ok()
-        != Some(reqwest::StatusCode::NO_CONTENT)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "sidecar never became ready:\n{}",
-            sidecar.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(
+        outrigger_e2e::wait_until_app_ready(&sidecar.http_url(""), Duration::from_secs(20)).await,
+        "sidecar never became ready:\n{}",
+        sidecar.log()
+    );
     assert!(
         sidecar.wait_for_log("subscribed", Duration::from_secs(10)),
         "{}",

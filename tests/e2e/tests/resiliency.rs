@@ -171,18 +171,10 @@ async fn inbound_retries_and_circuit_breaker_shape_delivery_to_the_app() {
     let sidecar = start(config).await;
     let base = http_base(&sidecar);
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while http
-        .get(format!("{base}/v1.0/healthz"))
-        .send()
-        .await
-        .expect("healthz")
-        .status()
-        != reqwest::StatusCode::NO_CONTENT
-    {
-        assert!(Instant::now() < deadline, "ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        outrigger_e2e::wait_until_app_ready(&base, Duration::from_secs(10)).await,
+        "healthz never became ready"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let response = http
         .post(format!("{base}/v1.0/publish/pubsub/t"))
