@@ -203,6 +203,9 @@ impl Consumer {
                 Ok(messages) => messages,
                 Err(error) => {
                     tracing::warn!(topic = %self.topic, "redis streams read failed, retrying: {error}");
+                    // A read whose answer was lost may still have assigned messages to this
+                    // consumer; read its own pending entries first once Redis answers again.
+                    backlog = true;
                     tokio::select! {
                         () = stop.cancelled() => break,
                         () = tokio::time::sleep(Duration::from_millis(500)) => continue,
