@@ -7,6 +7,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::bindings::BindingsApi;
+use crate::invoke::InvokeApi;
 use crate::pubsub::PubSubApi;
 use crate::resiliency::Resiliency;
 use crate::state::StateApi;
@@ -29,6 +30,7 @@ pub struct ApiContext {
     pub state: StateApi,
     pub pubsub: PubSubApi,
     pub bindings: BindingsApi,
+    pub invoke: InvokeApi,
     pub registry: Arc<ComponentRegistry>,
     pub sidecar: Arc<SidecarInfo>,
     /// `DAPR_API_TOKEN`: when set, every call but the health checks must carry it.
@@ -58,6 +60,7 @@ impl ApiContext {
         max_body_size: usize,
         lifecycle: Lifecycle,
         resiliency: Arc<Resiliency>,
+        invoker: Arc<outrigger_mesh::invoke::Invoker>,
     ) -> Self {
         let Lifecycle {
             ready,
@@ -71,6 +74,7 @@ impl ApiContext {
                 Arc::clone(&resiliency),
             ),
             bindings: BindingsApi::new(Arc::clone(&registry), Arc::clone(&resiliency)),
+            invoke: InvokeApi::new(invoker, &sidecar.app_id),
             state: StateApi::new(Arc::clone(&registry), resiliency),
             registry,
             sidecar: Arc::new(sidecar),

@@ -55,6 +55,9 @@ pub enum ErrorKind {
     NotFound,
     /// The building block has no component at all (400 / FAILED_PRECONDITION).
     Precondition,
+    /// Service invocation failed in the mesh; carries the HTTP status the mesh chose
+    /// (Envoy's: 503 no healthy upstream or overflow, 504 timeout, …).
+    Invocation(u16),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +118,13 @@ pub enum ApiError {
     BindingRequest { name: String, cause: String },
     #[error("error invoking output binding {name}: {cause}")]
     BindingFailed { name: String, cause: String },
+    /// The mesh could not deliver an invocation; `flag` is Envoy's response flag.
+    #[error("{message} ({flag})")]
+    Invoke {
+        status: u16,
+        flag: &'static str,
+        message: String,
+    },
 }
 
 fn state_message(
@@ -204,6 +214,7 @@ impl ApiError {
             Self::MalformedEvents { .. } => "ERR_PUBSUB_EVENTS_SER",
             Self::BindingNotFound { .. } => "ERR_BINDING_NOT_FOUND",
             Self::BindingRequest { .. } | Self::BindingFailed { .. } => "ERR_INVOKE_OUTPUT_BINDING",
+            Self::Invoke { .. } => "ERR_DIRECT_INVOKE",
         }
     }
 
@@ -224,6 +235,7 @@ impl ApiError {
             Self::PublishFailed { .. } | Self::BindingFailed { .. } => ErrorKind::Internal,
             Self::BindingNotFound { .. } => ErrorKind::NotFound,
             Self::BindingRequest { .. } => ErrorKind::InvalidArgument,
+            Self::Invoke { status, .. } => ErrorKind::Invocation(*status),
             Self::CloudEventMalformed { .. } | Self::MalformedEvents { .. } => {
                 ErrorKind::InvalidArgument
             }

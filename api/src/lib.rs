@@ -7,6 +7,7 @@ pub mod deadletter;
 pub mod error;
 pub mod grpc;
 pub mod http;
+pub mod invoke;
 pub mod metadata;
 pub mod pubsub;
 pub mod resiliency;

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_HTTP_PORT: u16 = 3500;
 pub const DEFAULT_GRPC_PORT: u16 = 50001;
 pub const DEFAULT_MAX_BODY_SIZE: &str = "4Mi";
+pub const DEFAULT_MESH_PORT: u16 = 15008;
+pub const DEFAULT_ADMIN_PORT: u16 = 15000;
+pub const DEFAULT_ROUTE_CONFIG: &str = "outrigger";
 
 /// `outrigger run` flags, named as daprd names them.
 #[derive(Debug, Clone, Default, Args)]
@@ -53,6 +56,27 @@ pub struct RunArgs {
     /// Largest request body, e.g. 4Mi, 512Ki, 1048576 [default: 4Mi].
     #[arg(long)]
     pub max_body_size: Option<String>,
+    /// Port for invocations from peer sidecars, HTTP/2 (0 picks a free port) [default: 15008].
+    #[arg(long)]
+    pub mesh_port: Option<u16>,
+    /// Address the mesh port listens on [default: 0.0.0.0].
+    #[arg(long)]
+    pub mesh_listen_address: Option<String>,
+    /// Admin port on 127.0.0.1: /config_dump, /clusters, /ready (0 picks a free port) [default: 15000].
+    #[arg(long)]
+    pub admin_port: Option<u16>,
+    /// xDS control plane (ADS over gRPC), host:port.
+    #[arg(long)]
+    pub xds_address: Option<String>,
+    /// Local xDS source: a DiscoveryResponse in proto3 JSON (YAML or JSON), watched for changes.
+    #[arg(long)]
+    pub xds_file: Option<PathBuf>,
+    /// The route configuration searched first for app ids [default: outrigger].
+    #[arg(long)]
+    pub xds_route_config: Option<String>,
+    /// Stay not-ready until the first full xDS snapshot is accepted [default: true].
+    #[arg(long)]
+    pub xds_wait_for_sync: Option<bool>,
 }
 
 /// The config file's schema: every key optional, unknown keys refused.
@@ -72,6 +96,13 @@ struct FileConfig {
     max_body_size: Option<String>,
     namespace: Option<String>,
     resources_poll_interval_ms: Option<u64>,
+    mesh_port: Option<u16>,
+    mesh_listen_address: Option<String>,
+    admin_port: Option<u16>,
+    xds_address: Option<String>,
+    xds_file: Option<PathBuf>,
+    xds_route_config: Option<String>,
+    xds_wait_for_sync: Option<bool>,
 }
 
 /// All layers merged, before validation. Field names are the layering keys.
@@ -94,6 +125,14 @@ struct MergedConfig {
     resources_poll_interval_ms: u64,
     api_token: Option<String>,
     app_api_token: Option<String>,
+    mesh_port: u16,
+    mesh_listen_address: String,
+    admin_port: u16,
+    xds_address: Option<String>,
+    xds_file: Option<PathBuf>,
+    xds_route_config: String,
+    xds_wait_for_sync: bool,
+    instance_ip: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +148,17 @@ impl AppProtocol {
             Self::Grpc => "grpc",
         }
     }
+}
+
+/// Where xDS resources come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum XdsSource {
+    /// No routing configuration: invocations answer "no route".
+    None,
+    /// ADS over gRPC to `host:port`.
+    Ads(String),
+    /// A watched local file.
+    File(PathBuf),
 }
 
 /// The validated configuration every part of the sidecar reads.
@@ -135,6 +185,14 @@ pub struct Config {
     pub resources_poll_interval: Duration,
     /// `OUTRIGGER_*` variables that name no setting; logged as a warning at start-up.
     pub ignored_env: Vec<String>,
+    pub mesh_port: u16,
+    pub mesh_listen_address: IpAddr,
+    pub admin_port: u16,
+    pub xds: XdsSource,
+    pub xds_route_config: String,
+    pub xds_wait_for_sync: bool,
+    /// `INSTANCE_IP` (or `POD_IP`): this workload's address in the xDS node id.
+    pub instance_ip: String,
 }
 
 /// A configuration problem: names the source and the field, and says what was expected.
@@ -181,6 +239,13 @@ impl Config {
             namespace: None,
             resources_poll_interval: Duration::from_millis(200),
             ignored_env: Vec::new(),
+            mesh_port: 0,
+            mesh_listen_address: IpAddr::from([127, 0, 0, 1]),
+            admin_port: 0,
+            xds: XdsSource::None,
+            xds_route_config: DEFAULT_ROUTE_CONFIG.to_string(),
+            xds_wait_for_sync: true,
+            instance_ip: "127.0.0.1".to_string(),
         }
     }
 
@@ -198,6 +263,11 @@ impl Config {
             .and_then(|b| b.set_default("graceful_shutdown_seconds", 5))
             .and_then(|b| b.set_default("max_body_size", DEFAULT_MAX_BODY_SIZE))
             .and_then(|b| b.set_default("resources_poll_interval_ms", 500))
+            .and_then(|b| b.set_default("mesh_port", i64::from(DEFAULT_MESH_PORT)))
+            .and_then(|b| b.set_default("mesh_listen_address", "0.0.0.0"))
+            .and_then(|b| b.set_default("admin_port", i64::from(DEFAULT_ADMIN_PORT)))
+            .and_then(|b| b.set_default("xds_route_config", DEFAULT_ROUTE_CONFIG))
+            .and_then(|b| b.set_default("xds_wait_for_sync", true))
             .map_err(layering)?;
 
         let config_file = args
@@ -240,6 +310,8 @@ impl Config {
             ("DAPR_API_TOKEN", "api_token"),
             ("APP_API_TOKEN", "app_api_token"),
             ("NAMESPACE", "namespace"),
+            ("POD_IP", "instance_ip"),
+            ("INSTANCE_IP", "instance_ip"),
         ] {
             if let Some(value) = env.get(variable).filter(|value| !value.is_empty()) {
                 builder = builder
@@ -274,6 +346,13 @@ const ENV_KEYS: &[&str] = &[
     "max_body_size",
     "namespace",
     "resources_poll_interval_ms",
+    "mesh_port",
+    "mesh_listen_address",
+    "admin_port",
+    "xds_address",
+    "xds_file",
+    "xds_route_config",
+    "xds_wait_for_sync",
 ];
 
 /// Reads and checks the config file, returning it as the JSON layer the builder merges.
@@ -344,7 +423,17 @@ fn apply_flags(mut builder: Builder, args: &RunArgs) -> Result<Builder, config::
             args.graceful_shutdown_seconds
                 .map(|seconds| seconds.to_string()),
         )?
-        .set_override_option("max_body_size", args.max_body_size.clone())?;
+        .set_override_option("max_body_size", args.max_body_size.clone())?
+        .set_override_option("mesh_port", args.mesh_port.map(i64::from))?
+        .set_override_option("mesh_listen_address", args.mesh_listen_address.clone())?
+        .set_override_option("admin_port", args.admin_port.map(i64::from))?
+        .set_override_option("xds_address", args.xds_address.clone())?
+        .set_override_option(
+            "xds_file",
+            args.xds_file.as_ref().map(|path| path.display().to_string()),
+        )?
+        .set_override_option("xds_route_config", args.xds_route_config.clone())?
+        .set_override_option("xds_wait_for_sync", args.xds_wait_for_sync)?;
     if !args.resources_paths.is_empty() {
         let paths: Vec<String> = args
             .resources_paths
@@ -414,7 +503,58 @@ impl MergedConfig {
                 got: "0".into(),
             });
         }
+        let mesh_listen_address =
+            self.mesh_listen_address
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError::Invalid {
+                    field: "--mesh-listen-address",
+                    expected: "one IP address, e.g. 0.0.0.0 or 127.0.0.1",
+                    got: self.mesh_listen_address.clone(),
+                })?;
+        let xds = match (self.xds_address.filter(|a| !a.trim().is_empty()), self.xds_file) {
+            (Some(address), Some(file)) => {
+                return Err(ConfigError::Invalid {
+                    field: "--xds-address / --xds-file",
+                    expected: "at most one xDS source",
+                    got: format!("{address} and {}", file.display()),
+                });
+            }
+            (Some(address), None) => {
+                let address = address.trim().to_string();
+                let port_ok = address
+                    .rsplit_once(':')
+                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+                if !port_ok {
+                    return Err(ConfigError::Invalid {
+                        field: "--xds-address",
+                        expected: "host:port, e.g. istiod.istio-system.svc:15010",
+                        got: address,
+                    });
+                }
+                XdsSource::Ads(address)
+            }
+            (None, Some(file)) => XdsSource::File(file),
+            (None, None) => XdsSource::None,
+        };
+        if self.xds_route_config.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "--xds-route-config",
+                expected: "a route configuration name",
+                got: self.xds_route_config,
+            });
+        }
         Ok(Config {
+            mesh_port: self.mesh_port,
+            mesh_listen_address,
+            admin_port: self.admin_port,
+            xds,
+            xds_route_config: self.xds_route_config.trim().to_string(),
+            xds_wait_for_sync: self.xds_wait_for_sync,
+            instance_ip: self
+                .instance_ip
+                .filter(|ip| !ip.trim().is_empty())
+                .unwrap_or_else(|| "127.0.0.1".to_string()),
             app_id,
             app_port: self.app_port,
             app_protocol,

@@ -67,7 +67,7 @@ async fn run(config: Config) -> ExitCode {
             tracing::error!("{error}");
             eprintln!("outrigger: {error}");
             return match &error {
-                StartError::Resiliency(_) => ExitCode::from(EXIT_CONFIG),
+                StartError::Resiliency(_) | StartError::Xds(_) => ExitCode::from(EXIT_CONFIG),
                 StartError::Components(load) if load.is_definition_error() => {
                     ExitCode::from(EXIT_CONFIG)
                 }

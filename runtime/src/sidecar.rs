@@ -16,6 +16,8 @@ use crate::app_channel::AppChannel;
 use crate::config::Config;
 use crate::factories::ComponentFactories;
 use crate::loader::{ComponentLoader, LoadError};
+use crate::mesh::Mesh;
+use crate::mesh_inbound::InboundApp;
 use crate::subscriptions::SubscriptionManager;
 
 /// Why the sidecar could not start.
@@ -25,6 +27,8 @@ pub enum StartError {
     Components(#[from] LoadError),
     #[error("resiliency: {0}")]
     Resiliency(String),
+    #[error("xDS: {0}")]
+    Xds(#[from] outrigger_xds::store::XdsError),
     #[error("cannot listen on {address} for the {api} API: {source}")]
     Bind {
         api: &'static str,
@@ -38,7 +42,10 @@ pub enum StartError {
 pub struct RunningSidecar {
     pub http_address: SocketAddr,
     pub grpc_address: SocketAddr,
+    pub mesh_address: SocketAddr,
+    pub admin_address: SocketAddr,
     pub registry: Arc<ComponentRegistry>,
+    pub mesh: Mesh,
     shutdown: CancellationToken,
     servers: JoinSet<()>,
     grace: Duration,
@@ -93,10 +100,21 @@ pub async fn start(config: Config) -> Result<RunningSidecar, StartError> {
     };
     let http_listener = bind("HTTP", config.http_port).await?;
     let grpc_listener = bind("gRPC", config.grpc_port).await?;
+    let mesh_listener = TcpListener::bind(SocketAddr::new(config.mesh_listen_address, config.mesh_port))
+        .await
+        .map_err(|source| StartError::Bind {
+            api: "mesh",
+            address: SocketAddr::new(config.mesh_listen_address, config.mesh_port),
+            source,
+        })?;
+    let admin_listener = bind_admin(config.admin_port).await?;
     let http_address = local_address(&http_listener, "HTTP")?;
     let grpc_address = local_address(&grpc_listener, "gRPC")?;
+    let mesh_address = local_address(&mesh_listener, "mesh")?;
+    let admin_address = local_address(&admin_listener, "admin")?;
 
     let shutdown = CancellationToken::new();
+    let mesh = crate::mesh::start(&config, &shutdown)?;
     let (ready_sender, ready) = watch::channel(false);
     let (app_ready_sender, app_ready) = watch::channel(config.app_port.is_none());
     let context = ApiContext::new(
@@ -118,9 +136,29 @@ pub async fn start(config: Config) -> Result<RunningSidecar, StartError> {
             shutdown: shutdown.clone(),
         },
         Arc::clone(&resiliency),
+        Arc::clone(&mesh.invoker),
     );
 
     let mut servers = JoinSet::new();
+    let inbound_app = Arc::new(InboundApp::new(
+        config.app_id.clone(),
+        config.app_port,
+        config.app_protocol,
+        config.app_api_token.clone(),
+    ));
+    servers.spawn(crate::mesh_inbound::serve(
+        mesh_listener,
+        inbound_app,
+        shutdown.clone(),
+    ));
+    let stop = shutdown.clone();
+    let admin = crate::admin::router(mesh.clone(), context.ready.clone());
+    tokio::spawn(async move {
+        let serve = axum::serve(admin_listener, admin).with_graceful_shutdown(stop.cancelled_owned());
+        if let Err(error) = serve.await {
+            tracing::error!("admin server failed: {error}");
+        }
+    });
     let stop = shutdown.clone();
     let router = outrigger_api::http::router(context.clone());
     servers.spawn(async move {
@@ -157,12 +195,24 @@ pub async fn start(config: Config) -> Result<RunningSidecar, StartError> {
     // Joined with the servers on shutdown, so in-flight deliveries get the grace period.
     servers.spawn(subscriptions.run(shutdown.clone()));
 
-    // Ready only after components are loaded and both listeners are bound.
-    ready_sender.send_replace(true);
-    // Keep the sender alive for the sidecar's lifetime so readers never see a closed channel.
+    // Ready once components are loaded, the listeners are bound and (unless configured
+    // otherwise) the first xDS snapshot is accepted. The task keeps the sender alive for the
+    // sidecar's lifetime so readers never see a closed channel.
     tokio::spawn({
         let stop = shutdown.clone();
+        let mut synced = mesh.synced.clone();
+        let wait_for_sync = config.xds_wait_for_sync;
         async move {
+            if wait_for_sync {
+                tokio::select! {
+                    () = stop.cancelled() => {}
+                    _ = synced.wait_for(|synced| *synced) => {
+                        ready_sender.send_replace(true);
+                    }
+                }
+            } else {
+                ready_sender.send_replace(true);
+            }
             stop.cancelled().await;
             ready_sender.send_replace(false);
         }
@@ -171,12 +221,17 @@ pub async fn start(config: Config) -> Result<RunningSidecar, StartError> {
         app_id = %config.app_id,
         http_port = http_address.port(),
         grpc_port = grpc_address.port(),
+        mesh_port = mesh_address.port(),
+        admin_port = admin_address.port(),
         "outrigger sidecar listening"
     );
     Ok(RunningSidecar {
         http_address,
         grpc_address,
+        mesh_address,
+        admin_address,
         registry,
+        mesh,
         shutdown,
         servers,
         grace: config.graceful_shutdown,
@@ -202,6 +257,18 @@ fn load_resiliency(config: &Config) -> Result<Resiliency, String> {
         }
     }
     Resiliency::load(&files, &config.app_id)
+}
+
+/// The admin port is for operators on this host only.
+async fn bind_admin(port: u16) -> Result<TcpListener, StartError> {
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Bind {
+            api: "admin",
+            address,
+            source,
+        })
 }
 
 fn local_address(listener: &TcpListener, api: &'static str) -> Result<SocketAddr, StartError> {

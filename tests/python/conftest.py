@@ -105,6 +105,10 @@ class Sidecar:
             "0",
             "--dapr-grpc-port",
             "0",
+            "--mesh-port",
+            "0",
+            "--admin-port",
+            "0",
         ]
         if resources_path is not None:
             args += ["--resources-path", str(resources_path)]

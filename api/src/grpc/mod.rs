@@ -1,5 +1,6 @@
 //! The gRPC API: `dapr.proto.runtime.v1.Dapr`, served with the types the `dapr` crate generates.
 
+mod invoke;
 mod status;
 mod subscribe;
 pub mod topic_event;
@@ -200,6 +201,13 @@ impl DaprGrpc {
 
 #[tonic::async_trait]
 impl Dapr for DaprGrpc {
+    async fn invoke_service(
+        &self,
+        request: Request<runtime::InvokeServiceRequest>,
+    ) -> Result<Response<common::InvokeResponse>, Status> {
+        invoke::invoke_service(&self.context, request).await
+    }
+
     async fn get_state(
         &self,
         request: Request<runtime::GetStateRequest>,
@@ -425,7 +433,6 @@ impl Dapr for DaprGrpc {
     type DecryptAlpha1Stream = ResponseStream<runtime::DecryptResponse>;
 
     unimplemented_methods! {
-        invoke_service("InvokeService", runtime::InvokeServiceRequest) -> common::InvokeResponse;
         query_state_alpha1("QueryStateAlpha1", runtime::QueryStateRequest) -> runtime::QueryStateResponse;
         get_secret("GetSecret", runtime::GetSecretRequest) -> runtime::GetSecretResponse;
         get_bulk_secret("GetBulkSecret", runtime::GetBulkSecretRequest) -> runtime::GetBulkSecretResponse;

@@ -17,6 +17,7 @@ pub fn to_status(error: &ApiError) -> Status {
         // Dapr answers unknown pub/subs and empty topics with INVALID_ARGUMENT over gRPC.
         ErrorKind::NotFound => Code::InvalidArgument,
         ErrorKind::Precondition => Code::FailedPrecondition,
+        ErrorKind::Invocation(status) => code_of_http_status(status),
     };
     Status::new(code, error.to_string())
 }
@@ -24,5 +25,23 @@ pub fn to_status(error: &ApiError) -> Status {
 impl From<ApiError> for Status {
     fn from(error: ApiError) -> Self {
         to_status(&error)
+    }
+}
+
+/// HTTP status → gRPC code, as Dapr maps an invocation's HTTP answer for gRPC callers.
+pub fn code_of_http_status(status: u16) -> Code {
+    match status {
+        200..=299 => Code::Ok,
+        400 => Code::InvalidArgument,
+        401 => Code::Unauthenticated,
+        403 => Code::PermissionDenied,
+        404 => Code::NotFound,
+        409 => Code::Aborted,
+        429 => Code::ResourceExhausted,
+        499 => Code::Cancelled,
+        501 => Code::Unimplemented,
+        502 | 503 => Code::Unavailable,
+        504 => Code::DeadlineExceeded,
+        _ => Code::Unknown,
     }
 }

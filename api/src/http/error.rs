@@ -27,6 +27,9 @@ pub fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Unimplemented => StatusCode::NOT_IMPLEMENTED,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::Precondition => StatusCode::BAD_REQUEST,
+        ErrorKind::Invocation(status) => {
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        }
     }
 }
 

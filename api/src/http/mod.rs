@@ -3,6 +3,7 @@
 mod bindings;
 mod body;
 mod error;
+mod invoke;
 mod publish;
 mod state;
 mod system;
@@ -43,12 +44,12 @@ pub fn router(context: ApiContext) -> Router {
             post(publish::bulk_publish),
         )
         .route("/v1.0/bindings/{name}", post(bindings::invoke))
-        .route("/v1.0/invoke/{*rest}", unbuilt.clone())
+        .route("/v1.0/invoke/{*rest}", any(invoke::invoke))
         .route("/v1.0/secrets/{*rest}", unbuilt.clone())
         .route("/v1.0/actors/{*rest}", unbuilt.clone())
         .route("/v1.0-alpha1/{*rest}", unbuilt.clone())
         .route("/v1.0-beta1/{*rest}", unbuilt)
-        .fallback(system::not_found)
+        .fallback(invoke::proxy_or_not_found)
         .layer(middleware::from_fn_with_state(
             context.clone(),
             require_token,

@@ -66,6 +66,10 @@ impl SidecarBuilder {
                 "0",
                 "--dapr-grpc-port",
                 "0",
+                "--mesh-port",
+                "0",
+                "--admin-port",
+                "0",
             ])
             .args(&self.args)
             .env_remove("DAPR_API_TOKEN")

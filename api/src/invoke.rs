@@ -1,0 +1,94 @@
+//! Service invocation, protocol-neutral: what both servers hand to the mesh and get back.
+
+use std::sync::Arc;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Response};
+use outrigger_mesh::invoke::{
+    APP_ID_HEADER, CALLER_APP_ID_HEADER, CallKind, InvokeError, Invoker, OutboundBody,
+    OutboundRequest,
+};
+use outrigger_mesh::transport::MeshBody;
+
+use crate::error::ApiError;
+
+/// One invocation as a server decoded it.
+pub struct Invocation {
+    pub app_id: String,
+    pub method: Method,
+    /// Path and query as the target app should see them; starts with `/`.
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+    pub body: OutboundBody,
+    pub kind: CallKind,
+}
+
+/// Sends invocations through the mesh as this app.
+#[derive(Clone)]
+pub struct InvokeApi {
+    invoker: Arc<Invoker>,
+    caller: HeaderValue,
+}
+
+impl InvokeApi {
+    pub fn new(invoker: Arc<Invoker>, caller_app_id: &str) -> Self {
+        Self {
+            invoker,
+            caller: HeaderValue::from_str(caller_app_id)
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+        }
+    }
+
+    pub async fn invoke(&self, invocation: Invocation) -> Result<Response<MeshBody>, ApiError> {
+        if invocation.app_id.is_empty() {
+            return Err(ApiError::malformed("failed getting app id: the app id is empty"));
+        }
+        let mut headers = invocation.headers;
+        // The caller's token is for this sidecar only; the callee's sidecar sends the app its own.
+        for name in ["dapr-api-token", APP_ID_HEADER] {
+            headers.remove(name);
+        }
+        headers.retain_not_internal();
+        headers.insert(HeaderName::from_static(CALLER_APP_ID_HEADER), self.caller.clone());
+        self.invoker
+            .invoke(OutboundRequest {
+                app_id: invocation.app_id,
+                method: invocation.method,
+                path_and_query: invocation.path_and_query,
+                headers,
+                body: invocation.body,
+                kind: invocation.kind,
+                source_ip: None,
+            })
+            .await
+            .map_err(ApiError::from)
+    }
+}
+
+trait RetainNotInternal {
+    fn retain_not_internal(&mut self);
+}
+
+impl RetainNotInternal for HeaderMap {
+    /// An app must not be able to set the sidecars' own hop headers.
+    fn retain_not_internal(&mut self) {
+        let internal: Vec<HeaderName> = self
+            .keys()
+            .filter(|name| name.as_str().starts_with("x-outrigger-"))
+            .cloned()
+            .collect();
+        for name in internal {
+            self.remove(&name);
+        }
+    }
+}
+
+impl From<InvokeError> for ApiError {
+    fn from(error: InvokeError) -> Self {
+        ApiError::Invoke {
+            status: error.status.as_u16(),
+            flag: error.flag.code(),
+            message: error.message,
+        }
+    }
+}
