@@ -2,3 +2,6 @@
 
 pub mod model;
 pub mod router;
+pub mod flags;
+pub mod stats;
+pub mod transport;
