@@ -1,0 +1,218 @@
+//! Circuit breakers: caps on concurrent requests, pending requests and retries per cluster.
+//!
+//! Each cap is a counter raised by taking a permit and lowered when the permit is dropped, so a
+//! request that ends in any way (answer, error, cancellation) gives its slot back.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The live counts the thresholds are checked against. Shared by every version of a cluster
+/// (kept across `ClusterManager::update`), so permits taken before an update still count after it.
+#[derive(Debug, Default)]
+pub(crate) struct BreakerCounters {
+    requests: AtomicU32,
+    pending: AtomicU32,
+    retries: AtomicU32,
+}
+
+impl BreakerCounters {
+    fn counter(&self, threshold: BreakerThreshold) -> &AtomicU32 {
+        match threshold {
+            BreakerThreshold::MaxRequests => &self.requests,
+            BreakerThreshold::MaxPendingRequests => &self.pending,
+            BreakerThreshold::MaxRetries => &self.retries,
+        }
+    }
+
+    /// The current count for `threshold`.
+    pub(crate) fn active(&self, threshold: BreakerThreshold) -> u32 {
+        self.counter(threshold).load(Ordering::Acquire)
+    }
+}
+
+/// Which circuit-breaker threshold a permit counts against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerThreshold {
+    MaxRequests,
+    MaxPendingRequests,
+    MaxRetries,
+}
+
+impl BreakerThreshold {
+    /// The Envoy field name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MaxRequests => "max_requests",
+            Self::MaxPendingRequests => "max_pending_requests",
+            Self::MaxRetries => "max_retries",
+        }
+    }
+}
+
+impl fmt::Display for BreakerThreshold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A circuit breaker is open: the caller answers 503 with Envoy's `UO` flag.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("circuit breaker overflow: {threshold} of cluster {cluster}")]
+pub struct Overflow {
+    pub threshold: BreakerThreshold,
+    pub cluster: Arc<str>,
+}
+
+/// One taken slot; gives it back on drop.
+#[derive(Debug)]
+struct Slot {
+    counters: Arc<BreakerCounters>,
+    threshold: BreakerThreshold,
+}
+
+impl Slot {
+    /// Takes a slot unless `max` are already taken (`max == 0` always overflows).
+    fn acquire(
+        counters: &Arc<BreakerCounters>,
+        threshold: BreakerThreshold,
+        max: u32,
+        cluster: &Arc<str>,
+    ) -> Result<Self, Overflow> {
+        counters
+            .counter(threshold)
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| {
+                (taken < max).then_some(taken + 1)
+            })
+            .map(|_| Self {
+                counters: Arc::clone(counters),
+                threshold,
+            })
+            .map_err(|_| Overflow {
+                threshold,
+                cluster: Arc::clone(cluster),
+            })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.counters
+            .counter(self.threshold)
+            .fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A slot under `max_requests`, held for the whole request.
+#[derive(Debug)]
+pub struct RequestPermit {
+    _slot: Slot,
+}
+
+/// A slot under `max_retries`, held while a retry is in flight.
+#[derive(Debug)]
+pub struct RetryPermit {
+    _slot: Slot,
+}
+
+/// A slot under `max_pending_requests`, held while waiting for a connection.
+#[derive(Debug)]
+pub struct PendingPermit {
+    _slot: Slot,
+}
+
+pub(crate) fn acquire_request(
+    counters: &Arc<BreakerCounters>,
+    max: u32,
+    cluster: &Arc<str>,
+) -> Result<RequestPermit, Overflow> {
+    Slot::acquire(counters, BreakerThreshold::MaxRequests, max, cluster)
+        .map(|slot| RequestPermit { _slot: slot })
+}
+
+pub(crate) fn acquire_retry(
+    counters: &Arc<BreakerCounters>,
+    max: u32,
+    cluster: &Arc<str>,
+) -> Result<RetryPermit, Overflow> {
+    Slot::acquire(counters, BreakerThreshold::MaxRetries, max, cluster)
+        .map(|slot| RetryPermit { _slot: slot })
+}
+
+pub(crate) fn acquire_pending(
+    counters: &Arc<BreakerCounters>,
+    max: u32,
+    cluster: &Arc<str>,
+) -> Result<PendingPermit, Overflow> {
+    Slot::acquire(counters, BreakerThreshold::MaxPendingRequests, max, cluster)
+        .map(|slot| PendingPermit { _slot: slot })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::testing::{cluster_with, endpoint};
+    use crate::model::{CircuitBreakerThresholds, HealthStatus, LbPolicy};
+
+    fn limited(
+        max_requests: u32,
+        max_retries: u32,
+        max_pending: u32,
+    ) -> Arc<crate::cluster::Cluster> {
+        cluster_with("limited", LbPolicy::RoundRobin, |spec| {
+            spec.circuit_breakers = CircuitBreakerThresholds {
+                max_connections: 1024,
+                max_pending_requests: max_pending,
+                max_requests,
+                max_retries,
+            };
+            spec.localities[0].endpoints = vec![endpoint(1, 1, HealthStatus::Healthy)];
+        })
+    }
+
+    #[test]
+    fn max_requests_overflows_and_releases_on_drop() {
+        let cluster = limited(2, 3, 1);
+        let first = cluster.try_start_request().unwrap();
+        let second = cluster.try_start_request().unwrap();
+        let overflow = cluster.try_start_request().unwrap_err();
+        assert_eq!(overflow.threshold, BreakerThreshold::MaxRequests);
+        assert_eq!(
+            overflow.to_string(),
+            "circuit breaker overflow: max_requests of cluster limited"
+        );
+        drop(first);
+        let third = cluster.try_start_request().unwrap();
+        drop((second, third));
+        assert_eq!(cluster.status().requests_active, 0);
+    }
+
+    #[test]
+    fn retries_and_pending_have_their_own_caps() {
+        let cluster = limited(10, 1, 1);
+        let retry = cluster.try_start_retry().unwrap();
+        assert_eq!(
+            cluster.try_start_retry().unwrap_err().threshold,
+            BreakerThreshold::MaxRetries
+        );
+        let pending = cluster.try_start_pending().unwrap();
+        assert_eq!(
+            cluster.try_start_pending().unwrap_err().threshold,
+            BreakerThreshold::MaxPendingRequests
+        );
+        // Requests are not affected by the other two.
+        let _request = cluster.try_start_request().unwrap();
+        drop(retry);
+        drop(pending);
+        assert!(cluster.try_start_retry().is_ok());
+        assert!(cluster.try_start_pending().is_ok());
+    }
+
+    #[test]
+    fn zero_threshold_always_overflows() {
+        let cluster = limited(0, 0, 0);
+        assert!(cluster.try_start_request().is_err());
+        assert!(cluster.try_start_retry().is_err());
+        assert!(cluster.try_start_pending().is_err());
+    }
+}
