@@ -8,7 +8,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
-use rand::Rng;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -184,6 +183,11 @@ impl Invoker {
         flags: &mut ResponseFlags,
         cluster_name: &mut Option<String>,
     ) -> Result<Response<MeshBody>, InvokeError> {
+        let mut request = request;
+        // `:authority` matchers see the target app id, as a mesh client would address it.
+        if let Ok(host) = HeaderValue::from_str(&request.app_id) {
+            request.headers.insert(http::header::HOST, host);
+        }
         let error = |status: StatusCode, flag: ResponseFlag, message: String| InvokeError {
             status,
             flag,
@@ -201,6 +205,11 @@ impl Invoker {
                 format!("invalid method path {raw_path:?}: {cause}"),
             )
         })?;
+        // The app sees the path the route matched: normalised, with the query as sent.
+        let normalized_path_and_query = match query {
+            Some(query) => format!("{path}?{query}"),
+            None => path.clone(),
+        };
         let snapshot = Arc::clone(&self.snapshots.borrow());
         let Some((route_config, vhost)) = router::resolve_app_id(
             &snapshot,
@@ -272,7 +281,7 @@ impl Invoker {
         let (target, weighted_headers) = match &action.target {
             ClusterTarget::Single(name) => (name.as_str(), None),
             ClusterTarget::Weighted(choices) => {
-                let choice = router::choose_weighted(choices, rand::rng().random());
+                let choice = router::choose_weighted(choices, rand::random());
                 (choice.name.as_str(), Some(&choice.headers))
             }
         };
@@ -293,7 +302,7 @@ impl Invoker {
         layers.extend(weighted_headers);
         layers.extend([&route.headers, &vhost.headers, &route_config.headers]);
         router::apply_request_mutations(&mut headers, &layers);
-        let upstream_path = router::rewrite_path(action, &route.matcher, &request.path_and_query);
+        let upstream_path = router::rewrite_path(action, &route.matcher, &normalized_path_and_query);
         let authority = action
             .host_rewrite
             .clone()
@@ -472,7 +481,7 @@ impl Invoker {
     /// Sends copies to mirror clusters in the background; their answers are ignored.
     fn mirror(&self, action: &ForwardAction, upstream: &UpstreamRequest, body: &Bytes) {
         for mirror in &action.mirrors {
-            if rand::rng().random_range(0..1_000_000) >= mirror.fraction_per_million {
+            if rand::random_range(0..1_000_000) >= mirror.fraction_per_million {
                 continue;
             }
             let Some(cluster) = self.clusters.get(&mirror.cluster) else {
@@ -590,7 +599,7 @@ fn backoff(policy: &RetryPolicy, attempt: u32) -> Duration {
         .saturating_mul(factor)
         .min(policy.backoff_max);
     let upper_ms = u64::try_from(upper.as_millis()).unwrap_or(u64::MAX).max(1);
-    Duration::from_millis(rand::rng().random_range(0..upper_ms))
+    Duration::from_millis(rand::random_range(0..upper_ms))
 }
 
 /// Applies the fault filter: a delay, then maybe an abort answered in place of the upstream.
@@ -598,13 +607,10 @@ async fn inject_fault(
     fault: &FaultPolicy,
     flags: &mut ResponseFlags,
 ) -> Option<Response<MeshBody>> {
-    let (delay_draw, abort_draw) = {
-        let mut random = rand::rng();
-        (
-            random.random_range(0..1_000_000),
-            random.random_range(0..1_000_000),
-        )
-    };
+    let (delay_draw, abort_draw) = (
+        rand::random_range(0..1_000_000),
+        rand::random_range(0..1_000_000),
+    );
     let decision = router::decide_fault(fault, delay_draw, abort_draw);
     if let Some(delay) = decision.delay {
         flags.add(ResponseFlag::DelayInjected);
