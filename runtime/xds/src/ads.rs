@@ -7,7 +7,8 @@
 //! - CDS and LDS are wildcard subscriptions (empty `resource_names`). EDS and RDS subscribe to
 //!   the names the sink derives from the accepted clusters and listeners; a request is sent for
 //!   them once there are names, and again whenever the names change (SotW: every request
-//!   carries the complete set of names).
+//!   carries the complete set of names; a type whose names all went away is re-requested with
+//!   an empty list).
 //! - An ACK repeats the response's `version_info` and `nonce`; a NACK carries the last accepted
 //!   version of that type, the response's nonce and an `error_detail` with the reason.
 //! - After a reconnect every request carries the last accepted version of its type, so the
@@ -373,6 +374,14 @@ impl<S: ResourceSink> AdsClient<S> {
         let state = self.types.entry(type_url.to_string()).or_default();
         state.names = names;
         state.requested = true;
+        self.send_request(stream, type_url);
+    }
+
+    /// Sends the current subscription of a type.
+    fn send_request(&self, stream: &mut Stream, type_url: &str) {
+        let Some(state) = self.types.get(type_url) else {
+            return;
+        };
         stream.send(DiscoveryRequest {
             version_info: state.accepted_version.clone(),
             resource_names: state.names.clone(),
@@ -397,9 +406,17 @@ impl<S: ResourceSink> AdsClient<S> {
             Ok(()) => {
                 state.accepted_version = version_info.clone();
                 state.ever_accepted = true;
-                let names = state.names.clone();
                 self.sink.on_accepted();
+                // Subscriptions and `synced` are updated before the ACK goes out, so whoever
+                // sees the ACK sees their effect.
+                let resubscribe = self.follow_name_changes();
+                self.update_synced();
                 debug!(%type_url, version = %version_info, %nonce, resources = resources.len(), "ACK");
+                let names = self
+                    .types
+                    .get(&type_url)
+                    .map(|state| state.names.clone())
+                    .unwrap_or_default();
                 stream.send(DiscoveryRequest {
                     version_info,
                     resource_names: names,
@@ -407,8 +424,9 @@ impl<S: ResourceSink> AdsClient<S> {
                     response_nonce: nonce,
                     ..DiscoveryRequest::default()
                 });
-                self.follow_name_changes(stream);
-                self.update_synced();
+                for type_url in resubscribe {
+                    self.send_request(stream, type_url);
+                }
             }
             Err(reason) => {
                 warn!(%type_url, version = %version_info, %nonce, %reason, "NACK: rejected xDS update");
@@ -429,8 +447,10 @@ impl<S: ResourceSink> AdsClient<S> {
     }
 
     /// An accepted update may change which endpoints and route configurations are referenced;
-    /// SotW re-requests the type with the complete new set of names.
-    fn follow_name_changes(&mut self, stream: &mut Stream) {
+    /// SotW re-requests the type with the complete new set of names. Updates the subscriptions
+    /// and returns the types whose request must be sent.
+    fn follow_name_changes(&mut self) -> Vec<&'static str> {
+        let mut changed = Vec::new();
         for type_url in [ENDPOINT_TYPE, ROUTE_TYPE] {
             let names = self.sink.resource_names(type_url);
             let state = self.types.entry(type_url.to_string()).or_default();
@@ -441,9 +461,12 @@ impl<S: ResourceSink> AdsClient<S> {
             };
             if !unchanged {
                 debug!(%type_url, ?names, "subscription changed");
-                self.request(stream, type_url, names);
+                state.names = names;
+                state.requested = true;
+                changed.push(type_url);
             }
         }
+        changed
     }
 
     fn update_synced(&mut self) {

@@ -116,9 +116,12 @@ pub struct TestAdsServer {
 /// one.
 static NEXT_NONCE: AtomicU64 = AtomicU64::new(1);
 
+/// Lock order: `state` may be held while updating `requests`/`responses`, never the reverse
+/// (`wait_for` predicates run under the watch locks and must not need `state`).
 struct Shared {
     state: Mutex<ServerState>,
     requests: watch::Sender<Vec<AckRecord>>,
+    responses: watch::Sender<Vec<SentResponse>>,
 }
 
 #[derive(Default)]
@@ -126,7 +129,6 @@ struct ServerState {
     snapshot: Option<Snapshot>,
     streams: HashMap<u64, ClientStream>,
     next_stream_id: u64,
-    responses: Vec<SentResponse>,
 }
 
 struct Snapshot {
@@ -160,9 +162,8 @@ impl TestAdsServer {
         loop {
             match TcpListener::bind(("127.0.0.1", port)).await {
                 Ok(listener) => return Self::serve(listener),
-                Err(error) if attempts < 40 => {
+                Err(_) if attempts < 40 => {
                     attempts += 1;
-                    let _ = error;
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Err(error) => panic!("bind the test ADS server to 127.0.0.1:{port}: {error}"),
@@ -177,6 +178,7 @@ impl TestAdsServer {
         let shared = Arc::new(Shared {
             state: Mutex::new(ServerState::default()),
             requests: watch::channel(Vec::new()).0,
+            responses: watch::channel(Vec::new()).0,
         });
         let shutdown = CancellationToken::new();
         let service = AdsService {
@@ -228,7 +230,7 @@ impl TestAdsServer {
         let ids: Vec<u64> = state.streams.keys().copied().collect();
         for id in ids {
             for type_url in push_order(&state) {
-                state.push(id, &type_url);
+                state.push(&self.shared.responses, id, &type_url);
             }
         }
     }
@@ -240,7 +242,30 @@ impl TestAdsServer {
 
     /// Every response sent so far, oldest first.
     pub fn responses(&self) -> Vec<SentResponse> {
-        self.shared.lock().responses.clone()
+        self.shared.responses.borrow().clone()
+    }
+
+    /// Waits until a response matching `predicate` has been sent (including ones sent before
+    /// the call) and returns the first such response.
+    pub async fn wait_for_response(
+        &self,
+        predicate: impl Fn(&SentResponse) -> bool,
+        timeout: Duration,
+    ) -> Result<SentResponse, WaitTimeout> {
+        let mut responses = self.shared.responses.subscribe();
+        let found = tokio::time::timeout(
+            timeout,
+            responses.wait_for(|sent| sent.iter().any(&predicate)),
+        )
+        .await;
+        match found {
+            Ok(Ok(sent)) => Ok(sent
+                .iter()
+                .find(|response| predicate(response))
+                .cloned()
+                .expect("wait_for_response saw a matching response")),
+            _ => Err(WaitTimeout { seen: self.acks() }),
+        }
     }
 
     /// Waits until a request matching `predicate` has been received (including ones received
@@ -321,7 +346,7 @@ fn push_order(state: &ServerState) -> Vec<String> {
 
 impl ServerState {
     /// Sends a stream the current resources of one type, if it subscribed to the type.
-    fn push(&mut self, stream_id: u64, type_url: &str) {
+    fn push(&self, sent_log: &watch::Sender<Vec<SentResponse>>, stream_id: u64, type_url: &str) {
         let Some(snapshot) = &self.snapshot else {
             return;
         };
@@ -358,7 +383,7 @@ impl ServerState {
             resource_names: selected.iter().map(|(name, _)| name.clone()).collect(),
         };
         if stream.sender.send(Ok(response)).is_ok() {
-            self.responses.push(sent);
+            sent_log.send_modify(|log| log.push(sent));
         }
     }
 }
@@ -475,7 +500,7 @@ fn handle_request(shared: &Shared, stream_id: u64, request: DiscoveryRequest) {
         .insert(request.type_url.clone(), request.resource_names.clone());
     let changed = previous.as_ref() != Some(&request.resource_names);
     if changed {
-        state.push(stream_id, &request.type_url);
+        state.push(&shared.responses, stream_id, &request.type_url);
     }
     drop(state);
     shared.record(record);
