@@ -1,9 +1,12 @@
-//! Test harness: real `redis-server` and `outrigger` processes on free loopback ports.
+//! Test harness: real `redis-server` and `outrigger` processes on free loopback ports, and an
+//! in-process ADS control plane.
 
+pub mod ads_server;
 pub mod kafka_broker;
 pub mod redis_server;
 pub mod sidecar;
 
+pub use ads_server::{AckRecord, SentResponse, TestAdsServer, WaitTimeout};
 pub use kafka_broker::KafkaBroker;
 pub use redis_server::{RedisOptions, RedisServer};
 pub use sidecar::{Sidecar, SidecarBuilder, outrigger_binary};
