@@ -1,5 +1,7 @@
 //! Shared helpers for the end-to-end tests: in-process sidecars and component files.
 
+pub mod mesh;
+
 use std::path::Path;
 
 use outrigger_runtime::{Config, RunningSidecar};
