@@ -41,7 +41,9 @@ impl InvokeApi {
 
     pub async fn invoke(&self, invocation: Invocation) -> Result<Response<MeshBody>, ApiError> {
         if invocation.app_id.is_empty() {
-            return Err(ApiError::malformed("failed getting app id: the app id is empty"));
+            return Err(ApiError::malformed(
+                "failed getting app id: the app id is empty",
+            ));
         }
         let mut headers = invocation.headers;
         // The caller's token is for this sidecar only; the callee's sidecar sends the app its own.
@@ -49,7 +51,10 @@ impl InvokeApi {
             headers.remove(name);
         }
         headers.retain_not_internal();
-        headers.insert(HeaderName::from_static(CALLER_APP_ID_HEADER), self.caller.clone());
+        headers.insert(
+            HeaderName::from_static(CALLER_APP_ID_HEADER),
+            self.caller.clone(),
+        );
         self.invoker
             .invoke(OutboundRequest {
                 app_id: invocation.app_id,

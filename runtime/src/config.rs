@@ -430,7 +430,9 @@ fn apply_flags(mut builder: Builder, args: &RunArgs) -> Result<Builder, config::
         .set_override_option("xds_address", args.xds_address.clone())?
         .set_override_option(
             "xds_file",
-            args.xds_file.as_ref().map(|path| path.display().to_string()),
+            args.xds_file
+                .as_ref()
+                .map(|path| path.display().to_string()),
         )?
         .set_override_option("xds_route_config", args.xds_route_config.clone())?
         .set_override_option("xds_wait_for_sync", args.xds_wait_for_sync)?;
@@ -512,7 +514,10 @@ impl MergedConfig {
                     expected: "one IP address, e.g. 0.0.0.0 or 127.0.0.1",
                     got: self.mesh_listen_address.clone(),
                 })?;
-        let xds = match (self.xds_address.filter(|a| !a.trim().is_empty()), self.xds_file) {
+        let xds = match (
+            self.xds_address.filter(|a| !a.trim().is_empty()),
+            self.xds_file,
+        ) {
             (Some(address), Some(file)) => {
                 return Err(ConfigError::Invalid {
                     field: "--xds-address / --xds-file",

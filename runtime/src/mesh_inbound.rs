@@ -37,7 +37,12 @@ pub struct InboundApp {
 }
 
 impl InboundApp {
-    pub fn new(app_id: String, port: Option<u16>, protocol: AppProtocol, token: Option<String>) -> Self {
+    pub fn new(
+        app_id: String,
+        port: Option<u16>,
+        protocol: AppProtocol,
+        token: Option<String>,
+    ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let http1 = Client::builder(TokioExecutor::new()).build(connector.clone());
@@ -94,7 +99,11 @@ pub async fn serve(listener: TcpListener, app: Arc<InboundApp>, stop: Cancellati
     graceful.shutdown().await;
 }
 
-async fn handle(app: &InboundApp, peer: SocketAddr, request: Request<Incoming>) -> Response<MeshBody> {
+async fn handle(
+    app: &InboundApp,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> Response<MeshBody> {
     if let Some(target) = request.headers().get(APP_ID_HEADER)
         && target.as_bytes() != app.app_id.as_bytes()
         && !is_qualified_self(target.as_bytes(), &app.app_id)
@@ -148,10 +157,7 @@ async fn forward(
     request: Request<Incoming>,
 ) -> Response<MeshBody> {
     let (parts, body) = request.into_parts();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |path| path.as_str());
+    let path = parts.uri.path_and_query().map_or("/", |path| path.as_str());
     let uri = match format!("http://127.0.0.1:{port}{path}").parse::<http::Uri>() {
         Ok(uri) => uri,
         Err(error) => {
@@ -186,7 +192,11 @@ async fn forward(
 /// A mesh invocation for a gRPC app becomes `AppCallback.OnInvoke`.
 async fn on_invoke(app: &InboundApp, request: Request<Incoming>) -> Response<MeshBody> {
     let Some(channel) = &app.grpc else {
-        return error_response(StatusCode::INTERNAL_SERVER_ERROR, None, "no gRPC app channel");
+        return error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            None,
+            "no gRPC app channel",
+        );
     };
     let (parts, body) = request.into_parts();
     let data = match body.collect().await {
@@ -307,7 +317,11 @@ impl RetainHopByHopFree for HeaderMap {
 }
 
 /// Dapr's JSON error body, with Envoy's response flags when the mesh produced the answer.
-pub fn error_response(status: StatusCode, flags: Option<&str>, message: &str) -> Response<MeshBody> {
+pub fn error_response(
+    status: StatusCode,
+    flags: Option<&str>,
+    message: &str,
+) -> Response<MeshBody> {
     let body = serde_json::json!({ "errorCode": "ERR_DIRECT_INVOKE", "message": message });
     let mut response = Response::new(full_body(body.to_string()));
     *response.status_mut() = status;

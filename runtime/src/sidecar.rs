@@ -100,13 +100,16 @@ pub async fn start(config: Config) -> Result<RunningSidecar, StartError> {
     };
     let http_listener = bind("HTTP", config.http_port).await?;
     let grpc_listener = bind("gRPC", config.grpc_port).await?;
-    let mesh_listener = TcpListener::bind(SocketAddr::new(config.mesh_listen_address, config.mesh_port))
-        .await
-        .map_err(|source| StartError::Bind {
-            api: "mesh",
-            address: SocketAddr::new(config.mesh_listen_address, config.mesh_port),
-            source,
-        })?;
+    let mesh_listener = TcpListener::bind(SocketAddr::new(
+        config.mesh_listen_address,
+        config.mesh_port,
+    ))
+    .await
+    .map_err(|source| StartError::Bind {
+        api: "mesh",
+        address: SocketAddr::new(config.mesh_listen_address, config.mesh_port),
+        source,
+    })?;
     let admin_listener = bind_admin(config.admin_port).await?;
     let http_address = local_address(&http_listener, "HTTP")?;
     let grpc_address = local_address(&grpc_listener, "gRPC")?;
@@ -154,7 +157,8 @@ pub async fn start(config: Config) -> Result<RunningSidecar, StartError> {
     let stop = shutdown.clone();
     let admin = crate::admin::router(mesh.clone(), context.ready.clone());
     tokio::spawn(async move {
-        let serve = axum::serve(admin_listener, admin).with_graceful_shutdown(stop.cancelled_owned());
+        let serve =
+            axum::serve(admin_listener, admin).with_graceful_shutdown(stop.cancelled_owned());
         if let Err(error) = serve.await {
             tracing::error!("admin server failed: {error}");
         }

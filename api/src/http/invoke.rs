@@ -39,7 +39,9 @@ pub async fn proxy_or_not_found(State(context): State<ApiContext>, request: Requ
         .and_then(|value| value.to_str().ok())
         .map(str::to_string)
     else {
-        return super::system::not_found(request.uri().clone()).await.into_response();
+        return super::system::not_found(request.uri().clone())
+            .await
+            .into_response();
     };
     let path_and_query = request
         .uri()
@@ -77,10 +79,9 @@ async fn forward(
             };
             let mut response = error.into_response();
             if let Some(flag) = flag {
-                response.headers_mut().insert(
-                    RESPONSE_FLAGS_HEADER,
-                    http::HeaderValue::from_static(flag),
-                );
+                response
+                    .headers_mut()
+                    .insert(RESPONSE_FLAGS_HEADER, http::HeaderValue::from_static(flag));
             }
             response
         }

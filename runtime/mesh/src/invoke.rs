@@ -266,8 +266,8 @@ impl Invoker {
                     query,
                     &route.matcher,
                 );
-                let status = StatusCode::from_u16(redirect.status)
-                    .unwrap_or(StatusCode::MOVED_PERMANENTLY);
+                let status =
+                    StatusCode::from_u16(redirect.status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
                 let mut response = Response::new(full_body(Bytes::new()));
                 *response.status_mut() = status;
                 if let Ok(value) = HeaderValue::from_str(&location) {
@@ -302,7 +302,8 @@ impl Invoker {
         layers.extend(weighted_headers);
         layers.extend([&route.headers, &vhost.headers, &route_config.headers]);
         router::apply_request_mutations(&mut headers, &layers);
-        let upstream_path = router::rewrite_path(action, &route.matcher, &normalized_path_and_query);
+        let upstream_path =
+            router::rewrite_path(action, &route.matcher, &normalized_path_and_query);
         let authority = action
             .host_rewrite
             .clone()
@@ -319,10 +320,7 @@ impl Invoker {
         if let OutboundBody::Buffered(body) = &request.body {
             self.mirror(action, &upstream, body);
         }
-        let retry_policy = action
-            .retry_policy
-            .as_ref()
-            .or(vhost.retry_policy.as_ref());
+        let retry_policy = action.retry_policy.as_ref().or(vhost.retry_policy.as_ref());
         let mut response = self
             .forward(
                 &cluster,
@@ -426,7 +424,8 @@ impl Invoker {
                     Ok(permit) => {
                         _retry_permit = Some(permit);
                         attempt += 1;
-                        let pause = retry_policy.map_or(Duration::ZERO, |policy| backoff(policy, attempt));
+                        let pause =
+                            retry_policy.map_or(Duration::ZERO, |policy| backoff(policy, attempt));
                         let sleep_until = earliest(deadline, Some(Instant::now() + pause))
                             .unwrap_or_else(Instant::now);
                         tokio::time::sleep_until(sleep_until).await;
@@ -632,7 +631,10 @@ async fn inject_fault(
                 HeaderValue::from_static("application/grpc"),
             );
             headers.insert("grpc-status", HeaderValue::from(code));
-            headers.insert("grpc-message", HeaderValue::from_static("fault filter abort"));
+            headers.insert(
+                "grpc-message",
+                HeaderValue::from_static("fault filter abort"),
+            );
         }
     }
     if let Ok(value) = HeaderValue::from_str(&flags.to_string()) {

@@ -105,7 +105,9 @@ pub struct MeshTransport {
 
 impl std::fmt::Debug for MeshTransport {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("MeshTransport").finish_non_exhaustive()
+        formatter
+            .debug_struct("MeshTransport")
+            .finish_non_exhaustive()
     }
 }
 

@@ -58,6 +58,10 @@ impl VersionApp {
 }
 
 async fn answer(State(app): State<VersionApp>, request: Request) -> Response {
+    // The sidecar's own subscription discovery is not an invocation.
+    if request.uri().path() == "/dapr/subscribe" {
+        return (StatusCode::OK, "[]").into_response();
+    }
     app.requests.fetch_add(1, Ordering::SeqCst);
     let path = request.uri().path().to_string();
     let path_and_query = request
@@ -78,7 +82,8 @@ async fn answer(State(app): State<VersionApp>, request: Request) -> Response {
     let body = axum::body::to_bytes(request.into_body(), 16 << 20)
         .await
         .unwrap_or_else(|_| Bytes::new());
-    let mut status = StatusCode::from_u16(app.status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK);
+    let mut status =
+        StatusCode::from_u16(app.status.load(Ordering::SeqCst)).unwrap_or(StatusCode::OK);
     let mut segments = path.trim_start_matches('/').split('/');
     match (segments.next(), segments.next()) {
         (Some("sleep"), Some(ms)) => {
