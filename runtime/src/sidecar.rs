@@ -173,11 +173,13 @@ pub async fn start(config: Config) -> Result<RunningSidecar, StartError> {
         }
     });
     let stop = shutdown.clone();
+    let proxy = outrigger_api::grpc::ProxyLayer::new(context.clone());
     let grpc = outrigger_api::grpc::service(context);
     servers.spawn(async move {
         let incoming =
             tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
         let serve = tonic::transport::Server::builder()
+            .layer(proxy)
             .add_service(grpc)
             .serve_with_incoming_shutdown(incoming, stop.cancelled_owned());
         if let Err(error) = serve.await {

@@ -1,6 +1,7 @@
 //! The gRPC API: `dapr.proto.runtime.v1.Dapr`, served with the types the `dapr` crate generates.
 
 mod invoke;
+mod proxy;
 mod status;
 mod subscribe;
 pub mod topic_event;
@@ -17,6 +18,7 @@ use futures::Stream;
 use outrigger_components::state::{Concurrency, Consistency};
 use tonic::{Request, Response, Status, Streaming};
 
+pub use self::proxy::ProxyLayer;
 pub use self::status::to_status;
 use self::unimplemented::unimplemented_methods;
 use crate::context::ApiContext;

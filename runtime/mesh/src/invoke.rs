@@ -530,6 +530,10 @@ impl UpstreamRequest {
                 headers.append(name.clone(), value.clone());
             }
         }
+        // The one `te` value HTTP/2 allows; gRPC peers rely on it.
+        if self.kind == CallKind::GrpcProxy {
+            headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
+        }
         if let Ok(value) = HeaderValue::from_str(&self.app_id) {
             headers.insert(HeaderName::from_static(APP_ID_HEADER), value);
         }
