@@ -214,5 +214,6 @@ fn from_json(descriptor: MessageDescriptor, text: &str) -> Result<DynamicMessage
 fn from_yaml(descriptor: MessageDescriptor, text: &str) -> Result<DynamicMessage, String> {
     let value: serde_json::Value =
         serde_yaml::from_str(text).map_err(|error| format!("invalid YAML: {error}"))?;
-    DynamicMessage::deserialize(descriptor, value).map_err(|error| format!("invalid YAML: {error}"))
+    DynamicMessage::deserialize(descriptor, value)
+        .map_err(|error| format!("invalid DiscoveryResponse: {error}"))
 }

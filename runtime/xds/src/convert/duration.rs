@@ -13,7 +13,7 @@ pub(crate) fn to_duration(value: &ProtoDuration) -> Result<Duration, FieldError>
     match (seconds, nanos) {
         (Ok(seconds), Ok(nanos)) if nanos < 1_000_000_000 => Ok(Duration::new(seconds, nanos)),
         _ => Err(FieldError::here(format!(
-            "invalid duration {}s {}ns (must be non-negative)",
+            "invalid duration {}s {}ns (must be non-negative, with nanos below one second)",
             value.seconds, value.nanos
         ))),
     }
