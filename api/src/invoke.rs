@@ -5,8 +5,8 @@ use std::sync::Arc;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response};
 use outrigger_mesh::invoke::{
-    APP_ID_HEADER, CALLER_APP_ID_HEADER, CallKind, InvokeError, Invoker, OutboundBody,
-    OutboundRequest,
+    APP_ID_HEADER, CALLER_APP_ID_HEADER, CallKind, DATA_TYPE_HEADER, InvokeError, Invoker,
+    OutboundBody, OutboundRequest,
 };
 use outrigger_mesh::transport::MeshBody;
 
@@ -21,6 +21,8 @@ pub struct Invocation {
     pub headers: HeaderMap,
     pub body: OutboundBody,
     pub kind: CallKind,
+    /// The `google.protobuf.Any` type URL of gRPC invocation data, carried to the callee.
+    pub data_type: Option<HeaderValue>,
 }
 
 /// Sends invocations through the mesh as this app.
@@ -55,6 +57,9 @@ impl InvokeApi {
             HeaderName::from_static(CALLER_APP_ID_HEADER),
             self.caller.clone(),
         );
+        if let Some(data_type) = invocation.data_type {
+            headers.insert(HeaderName::from_static(DATA_TYPE_HEADER), data_type);
+        }
         self.invoker
             .invoke(OutboundRequest {
                 app_id: invocation.app_id,

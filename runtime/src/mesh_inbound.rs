@@ -172,7 +172,11 @@ async fn forward(
     *outbound.method_mut() = parts.method;
     *outbound.uri_mut() = uri;
     copy_app_headers(&parts.headers, outbound.headers_mut(), app.token.as_ref());
-    if parts.headers.get(http::header::TE).is_some_and(|te| te == "trailers") {
+    if parts
+        .headers
+        .get(http::header::TE)
+        .is_some_and(|te| te == "trailers")
+    {
         outbound
             .headers_mut()
             .insert(http::header::TE, HeaderValue::from_static("trailers"));

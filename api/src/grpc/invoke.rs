@@ -49,11 +49,6 @@ pub async fn invoke_service(
     {
         headers.insert(http::header::CONTENT_TYPE, value);
     }
-    if let Ok(value) = HeaderValue::from_str(&data.type_url)
-        && !data.type_url.is_empty()
-    {
-        headers.insert(DATA_TYPE_HEADER, value);
-    }
     let response = context
         .invoke
         .invoke(Invocation {
@@ -61,6 +56,9 @@ pub async fn invoke_service(
             method,
             path_and_query,
             headers,
+            data_type: HeaderValue::from_str(&data.type_url)
+                .ok()
+                .filter(|_| !data.type_url.is_empty()),
             body: OutboundBody::Buffered(Bytes::from(data.value)),
             kind: CallKind::Invoke,
         })

@@ -102,6 +102,7 @@ async fn proxy(context: ApiContext, request: Request<Body>) -> Response<Body> {
         headers: parts.headers,
         body: OutboundBody::Streaming(box_body(body)),
         kind: CallKind::GrpcProxy,
+        data_type: None,
     };
     match context.invoke.invoke(invocation).await {
         Ok(response) => response.map(Body::new),

@@ -69,6 +69,7 @@ async fn forward(
         headers: parts.headers,
         body: OutboundBody::Buffered(bytes),
         kind: CallKind::Invoke,
+        data_type: None,
     };
     match context.invoke.invoke(invocation).await {
         Ok(response) => response.map(Body::new),
