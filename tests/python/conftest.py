@@ -35,6 +35,7 @@ STOP_TIMEOUT_S = 15.0
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _LISTENING = re.compile(
     r"outrigger sidecar listening app_id=(?P<app_id>\S+) http_port=(?P<http>\d+) grpc_port=(?P<grpc>\d+)"
+    r"(?: mesh_port=(?P<mesh>\d+))?(?: admin_port=(?P<admin>\d+))?"
 )
 
 # Environment variables that would redirect the SDK (or grpc/urllib) somewhere else.
@@ -160,6 +161,8 @@ class Sidecar:
         assert match.group("app_id") == app_id, match.group(0)
         self.http_port = int(match.group("http"))
         self.grpc_port = int(match.group("grpc"))
+        self.mesh_port = int(match.group("mesh") or 0)
+        self.admin_port = int(match.group("admin") or 0)
         assert self.http_port > 0 and self.grpc_port > 0
         assert self.http_port != self.grpc_port
 
