@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use outrigger_api::resiliency::Resiliency;
 use outrigger_api::{ApiContext, Lifecycle, SidecarInfo};
 use outrigger_components::ComponentRegistry;
@@ -166,6 +167,12 @@ pub async fn start(config: Config) -> Result<RunningSidecar, StartError> {
     let stop = shutdown.clone();
     let router = outrigger_api::http::router(context.clone());
     servers.spawn(async move {
+        // Small request/response exchanges must not wait for Nagle and delayed ACKs.
+        let http_listener = http_listener.tap_io(|stream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!("TCP_NODELAY not set: {error}");
+            }
+        });
         let serve =
             axum::serve(http_listener, router).with_graceful_shutdown(stop.cancelled_owned());
         if let Err(error) = serve.await {

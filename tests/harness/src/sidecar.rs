@@ -140,10 +140,12 @@ impl SidecarBuilder {
             });
         }
         match ports.recv_timeout(Duration::from_secs(20)) {
-            Ok((http_port, grpc_port)) => Sidecar {
+            Ok(ports) => Sidecar {
                 child,
-                http_port,
-                grpc_port,
+                http_port: ports.http,
+                grpc_port: ports.grpc,
+                mesh_port: ports.mesh,
+                admin_port: ports.admin,
                 log,
             },
             Err(_) => {
@@ -155,7 +157,16 @@ impl SidecarBuilder {
     }
 }
 
-fn parse_ports(line: &str) -> Option<(u16, u16)> {
+/// The ports a sidecar reports on its listening line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ports {
+    http: u16,
+    grpc: u16,
+    mesh: u16,
+    admin: u16,
+}
+
+fn parse_ports(line: &str) -> Option<Ports> {
     if !line.contains("outrigger sidecar listening") {
         return None;
     }
@@ -169,7 +180,12 @@ fn parse_ports(line: &str) -> Option<(u16, u16)> {
                     .ok()
             })
     };
-    Some((field("http_port=")?, field("grpc_port=")?))
+    Some(Ports {
+        http: field("http_port=")?,
+        grpc: field("grpc_port=")?,
+        mesh: field("mesh_port=")?,
+        admin: field("admin_port=")?,
+    })
 }
 
 /// A running sidecar process; killed on drop.
@@ -177,6 +193,8 @@ pub struct Sidecar {
     child: Child,
     pub http_port: u16,
     pub grpc_port: u16,
+    pub mesh_port: u16,
+    pub admin_port: u16,
     log: Arc<Mutex<String>>,
 }
 
@@ -187,6 +205,11 @@ impl Sidecar {
 
     pub fn grpc_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
+    /// The process id, for reading `/proc/<pid>`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Everything the process has logged so far.
@@ -237,12 +260,20 @@ impl Drop for Sidecar {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_ports;
+    use super::{Ports, parse_ports};
 
     #[test]
     fn parses_the_listening_line() {
-        let line = "2026-11-22T00:12:34Z  INFO outrigger sidecar listening app_id=demo http_port=38753 grpc_port=39681";
-        assert_eq!(parse_ports(line), Some((38753, 39681)));
+        let line = "2026-11-22T00:12:34Z  INFO outrigger sidecar listening app_id=demo http_port=38753 grpc_port=39681 mesh_port=40001 admin_port=40002";
+        assert_eq!(
+            parse_ports(line),
+            Some(Ports {
+                http: 38753,
+                grpc: 39681,
+                mesh: 40001,
+                admin: 40002
+            })
+        );
         let json = r#"{"message":"outrigger sidecar listening","app_id":"demo","http_port":1,"grpc_port":2}"#;
         assert_eq!(parse_ports(json), None);
     }
