@@ -334,13 +334,19 @@ pub async fn invoke_with(
 /// Sends `GET {path}` over a raw HTTP/1.1 connection, so the path reaches the sidecar exactly
 /// as written: HTTP client libraries resolve `%2e%2e` segments themselves (WHATWG URL rules).
 pub async fn raw_get(address: SocketAddr, path: &str) -> Answer {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    raw_request(address, request.as_bytes()).await
+}
+
+/// Writes `request` (a whole HTTP/1.1 request, which should say `Connection: close`) and
+/// reads the answer until the server closes the connection.
+pub async fn raw_request(address: SocketAddr, request: &[u8]) -> Answer {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(address)
         .await
         .expect("connect for a raw request");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
     stream
-        .write_all(request.as_bytes())
+        .write_all(request)
         .await
         .expect("write a raw request");
     let mut raw = Vec::new();

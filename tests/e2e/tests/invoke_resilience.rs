@@ -72,7 +72,11 @@ async fn route_timeout_answers_504_ut_at_the_deadline() {
     let elapsed = started.elapsed();
     assert_eq!(answer.status, 504, "{answer:?}");
     assert!(answer.flags().contains("UT"), "{answer:?}");
-    assert_eq!(answer.json()["errorCode"], "ERR_DIRECT_INVOKE", "{answer:?}");
+    assert_eq!(
+        answer.json()["errorCode"],
+        "ERR_DIRECT_INVOKE",
+        "{answer:?}"
+    );
     assert!(
         (Duration::from_millis(300)..Duration::from_millis(350)).contains(&elapsed),
         "answered after {elapsed:?}, expected the 300 ms deadline (+50 ms)"
@@ -118,7 +122,10 @@ async fn per_try_timeout_retries_then_gives_up_within_the_route_timeout() {
         "three 100 ms tries took {elapsed:?}: the per-try timeout was not applied"
     );
     assert!(
-        eventually(Duration::from_secs(1), || async { slow.app.request_count() == 3 }).await,
+        eventually(Duration::from_secs(1), || async {
+            slow.app.request_count() == 3
+        })
+        .await,
         "the app saw {} requests, expected 3 tries",
         slow.app.request_count()
     );
@@ -126,7 +133,8 @@ async fn per_try_timeout_retries_then_gives_up_within_the_route_timeout() {
 
 /// The fault filter's `typedPerFilterConfig` for a route.
 fn fault(config: Value) -> Value {
-    let mut fault = json!({ "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault" });
+    let mut fault =
+        json!({ "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault" });
     outrigger_e2e::mesh::merge(&mut fault, config);
     json!({ "envoy.filters.http.fault": fault })
 }
@@ -215,7 +223,9 @@ async fn outlier_detection_ejects_the_failing_endpoint() {
             .flatten()
             .filter(|cluster| cluster["name"] == "reviews")
             .flat_map(|cluster| cluster["endpoints"].as_array().into_iter().flatten())
-            .any(|endpoint| endpoint["address"] == bad_address.as_str() && endpoint["ejected"] == true)
+            .any(|endpoint| {
+                endpoint["address"] == bad_address.as_str() && endpoint["ejected"] == true
+            })
     };
     // Three consecutive 503s eject; round robin reaches them within about six calls.
     let mut calls = 0;
@@ -235,7 +245,11 @@ async fn outlier_detection_ejects_the_failing_endpoint() {
         assert_eq!(answer.status, 200, "call {call} after ejection: {answer:?}");
         assert_eq!(answer.version(), Some("good"), "{answer:?}");
     }
-    assert_eq!(bad.app.request_count(), bad_requests, "an ejected endpoint got traffic");
+    assert_eq!(
+        bad.app.request_count(),
+        bad_requests,
+        "an ejected endpoint got traffic"
+    );
     let clusters = admin_clusters(&http, &caller).await;
     assert!(is_bad_ejected(&clusters), "{clusters:#}");
 }
@@ -257,10 +271,8 @@ async fn circuit_breaker_overflow_answers_503_uo() {
     .await;
 
     let http = reqwest::Client::new();
-    let answers = futures::future::join_all(
-        (0..5).map(|_| get(&http, &caller, "/sleep/500")),
-    )
-    .await;
+    let answers =
+        futures::future::join_all((0..5).map(|_| get(&http, &caller, "/sleep/500"))).await;
     let ok = answers.iter().filter(|answer| answer.status == 200).count();
     let overflow = answers
         .iter()
