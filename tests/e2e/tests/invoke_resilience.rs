@@ -42,6 +42,22 @@ async fn retries_hide_an_endpoint_answering_503() {
         assert_eq!(answer.status, 200, "call {call}: {answer:?}");
         assert_eq!(answer.version(), Some("good"), "call {call}: {answer:?}");
     }
+    // A retried request carries its body again.
+    for call in 0..10 {
+        let body = format!("order {call}");
+        let answer = invoke_with(
+            &http,
+            &caller,
+            Method::POST,
+            "reviews",
+            "/orders",
+            &[],
+            Some(body.clone().into_bytes()),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        assert_eq!(answer.json()["body"], body.as_str(), "{answer:?}");
+    }
     // Round robin sends about half of the first tries to the bad endpoint: the retries, not
     // luck, produced the 200s.
     assert!(
@@ -281,4 +297,175 @@ async fn circuit_breaker_overflow_answers_503_uo() {
     assert!(ok >= 1, "{answers:#?}");
     assert!(overflow >= 1, "{answers:#?}");
     assert_eq!(ok + overflow, 5, "{answers:#?}");
+
+    // Every slot is given back: the breaker closes again once the burst is over.
+    let answer = get(&http, &caller, "/reviews/1").await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let clusters = admin_clusters(&http, &caller).await;
+    let reviews = clusters["cluster_statuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|cluster| cluster["name"] == "reviews")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(reviews["requests_active"], 0, "{clusters:#}");
+    assert_eq!(reviews["thresholds"]["max_requests"], 1, "{clusters:#}");
+}
+
+/// An app that sends its headers at once and the rest of the body after `stall`.
+async fn stalling_body_app(stall: Duration) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let router = axum::Router::new().fallback(move || async move {
+        let first = futures::stream::once(async { Ok::<_, std::io::Error>("first part, ") });
+        let rest = futures::stream::once(async move {
+            tokio::time::sleep(stall).await;
+            Ok("the rest")
+        });
+        axum::body::Body::from_stream(futures::StreamExt::chain(first, rest))
+    });
+    tokio::spawn(async move {
+        axum::serve(listener, router).await.expect("serve");
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_timeout_covers_the_whole_response_body() {
+    let port = stalling_body_app(Duration::from_secs(3)).await;
+    let callee = outrigger_e2e::mesh::start_sidecar(
+        "reviews",
+        Some(port),
+        outrigger_runtime::config::XdsSource::None,
+    )
+    .await;
+    let (_dir, caller) = start_file_caller(
+        "productpage",
+        vec![
+            static_cluster("reviews", &[callee.mesh_address], json!({})),
+            route_config(
+                "reviews",
+                vec![prefix_route("/", "reviews", json!({ "timeout": "0.3s" }))],
+            ),
+        ],
+    )
+    .await;
+
+    // Envoy's route timeout spans until the upstream response is complete, body included: a
+    // body that stalls past it must not hold the caller for the app's whole stall.
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let outcome = match http
+        .get(format!(
+            "http://{}/v1.0/invoke/reviews/method/stream",
+            caller.http_address
+        ))
+        .send()
+        .await
+    {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            format!("{status}: {:?}", response.text().await)
+        }
+        Err(error) => format!("error: {error}"),
+    };
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_millis(1000),
+        "a 0.3 s route timeout let the call run {elapsed:?} ({outcome})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn circuit_breaker_counts_a_request_until_its_body_is_done() {
+    let port = stalling_body_app(Duration::from_secs(1)).await;
+    let callee = outrigger_e2e::mesh::start_sidecar(
+        "reviews",
+        Some(port),
+        outrigger_runtime::config::XdsSource::None,
+    )
+    .await;
+    let (_dir, caller) = start_file_caller(
+        "productpage",
+        vec![
+            static_cluster(
+                "reviews",
+                &[callee.mesh_address],
+                json!({ "circuitBreakers": { "thresholds": [{ "maxRequests": 1 }] } }),
+            ),
+            route_config("reviews", vec![prefix_route("/", "reviews", json!({}))]),
+        ],
+    )
+    .await;
+
+    // The first request has its headers but its body is still streaming: it is still active
+    // (Envoy counts a request until its stream completes), so a second one overflows.
+    let http = reqwest::Client::new();
+    let first = http
+        .get(format!(
+            "http://{}/v1.0/invoke/reviews/method/stream",
+            caller.http_address
+        ))
+        .send()
+        .await
+        .expect("first call");
+    assert_eq!(first.status(), 200);
+    let second = get(&http, &caller, "/stream").await;
+    let first_body = first.text().await.expect("first body");
+    assert_eq!(first_body, "first part, the rest");
+    assert_eq!(
+        (second.status, second.flags()),
+        (503, "UO"),
+        "a second request was admitted while the only slot's response was streaming: {second:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ejected_endpoint_returns_after_the_ejection_time() {
+    let good = Backend::start("reviews", "good").await;
+    let flaky = Backend::start("reviews", "flaky").await;
+    flaky.app.set_status(503);
+    let (_dir, caller) = start_file_caller(
+        "productpage",
+        vec![
+            static_cluster(
+                "reviews",
+                &[good.mesh(), flaky.mesh()],
+                json!({ "outlierDetection": {
+                    "consecutive5xx": 3,
+                    "baseEjectionTime": "0.5s",
+                    "maxEjectionPercent": 100,
+                }}),
+            ),
+            route_config("reviews", vec![prefix_route("/", "reviews", json!({}))]),
+        ],
+    )
+    .await;
+
+    let http = reqwest::Client::new();
+    // Eject it: three consecutive 503s within a dozen round-robin calls.
+    for _ in 0..12 {
+        get(&http, &caller, "/reviews/1").await;
+    }
+    let ejected_at = Instant::now();
+    let clusters = admin_clusters(&http, &caller).await;
+    assert_eq!(
+        clusters["cluster_statuses"][0]["endpoints"][1]["ejected"], true,
+        "{clusters:#}"
+    );
+    flaky.app.set_status(200);
+    // Back after 0.5 s (the first ejection is not multiplied): it answers again.
+    let returned = eventually(Duration::from_secs(3), || async {
+        get(&http, &caller, "/reviews/1").await.version() == Some("flaky")
+    })
+    .await;
+    assert!(returned, "the endpoint never came back");
+    assert!(
+        ejected_at.elapsed() >= Duration::from_millis(400),
+        "back after {:?}, before its ejection time",
+        ejected_at.elapsed()
+    );
 }

@@ -35,9 +35,19 @@ impl Reviews {
 
     /// The three clusters and `routes` for `reviews`, as ADS resources.
     fn snapshot(&self, routes: Vec<Value>) -> Vec<envoy_types::pb::google::protobuf::Any> {
+        self.snapshot_of(&["v1", "v2", "v3"], routes)
+    }
+
+    /// Only the clusters of `versions`, and `routes` for `reviews`, as ADS resources.
+    fn snapshot_of(
+        &self,
+        versions: &[&str],
+        routes: Vec<Value>,
+    ) -> Vec<envoy_types::pb::google::protobuf::Any> {
         let mut resources: Vec<Value> = self
             .backends
             .iter()
+            .filter(|backend| versions.contains(&backend.app.version))
             .map(|backend| static_cluster(backend.app.version, &[backend.mesh()], json!({})))
             .collect();
         resources.push(route_config("reviews", routes));
@@ -104,15 +114,16 @@ async fn ads_caller(server: &TestAdsServer) -> RunningSidecar {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn routing_change_over_ads_under_load_loses_no_request() {
-    let reviews = Reviews::start().await;
-    let server = TestAdsServer::start().await;
-    server.set_resources("1", reviews.snapshot(split_v1_v3()));
-    let caller = ads_caller(&server).await;
-    assert!(wait_ready(&caller, WAIT).await, "{:#?}", server.acks());
-
-    // Four workers call continuously; each records when its call started and what answered.
+/// Runs four workers calling `reviews` continuously while `push` (version "2") is applied;
+/// asserts no call failed, calls finished before the push went to `before`, and calls started
+/// after its RDS ACK all went to `after`.
+async fn push_under_load(
+    server: &TestAdsServer,
+    caller: RunningSidecar,
+    push: Vec<envoy_types::pb::google::protobuf::Any>,
+    before: &[&str],
+    after: &str,
+) {
     let stop = Arc::new(AtomicBool::new(false));
     let log: Arc<Mutex<Vec<(tokio::time::Instant, Answer)>>> = Arc::default();
     let caller = Arc::new(caller);
@@ -138,15 +149,16 @@ async fn routing_change_over_ads_under_load_loses_no_request() {
     };
     assert!(eventually(WAIT, logged(200)).await, "the load did not run");
 
-    server.set_resources("2", reviews.snapshot(all_to("v2")));
+    let done_before_push = log.lock().expect("log").len();
+    server.set_resources("2", push);
     server
         .wait_for(is_route_ack("2"), WAIT)
         .await
         .expect("the new routes are ACKed");
     let acked = tokio::time::Instant::now();
-    let before_push = log.lock().expect("log").len();
+    let done_at_ack = log.lock().expect("log").len();
     assert!(
-        eventually(WAIT, logged(before_push + 200)).await,
+        eventually(WAIT, logged(done_at_ack + 200)).await,
         "the load stopped"
     );
     stop.store(true, Ordering::SeqCst);
@@ -166,6 +178,15 @@ async fn routing_change_over_ads_under_load_loses_no_request() {
         failed.len(),
         log.len()
     );
+    let old: Vec<Option<&str>> = log[..done_before_push]
+        .iter()
+        .map(|(_, answer)| answer.version())
+        .collect();
+    assert!(
+        old.iter()
+            .all(|version| version.is_some_and(|version| before.contains(&version))),
+        "calls before the push not all in {before:?}: {old:?}"
+    );
     let after_ack: Vec<Option<&str>> = log
         .iter()
         .filter(|(started, _)| *started >= acked)
@@ -177,21 +198,46 @@ async fn routing_change_over_ads_under_load_loses_no_request() {
         after_ack.len()
     );
     assert!(
-        after_ack.iter().all(|version| *version == Some("v2")),
-        "calls started after the ACK not all v2: {after_ack:?}"
+        after_ack.iter().all(|version| *version == Some(after)),
+        "calls started after the ACK not all {after}: {after_ack:?}"
     );
-    let before: Vec<Option<&str>> = log
-        .iter()
-        .take(before_push.min(200))
-        .map(|(_, answer)| answer.version())
-        .collect();
-    assert!(
-        before
-            .iter()
-            .all(|version| matches!(*version, Some("v1" | "v3"))),
-        "{before:?}"
-    );
-    assert!(all_answered_by(&caller, "v2", 50).await);
+    assert!(all_answered_by(&caller, after, 50).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_change_over_ads_under_load_loses_no_request() {
+    let reviews = Reviews::start().await;
+    let server = TestAdsServer::start().await;
+    server.set_resources("1", reviews.snapshot(split_v1_v3()));
+    let caller = ads_caller(&server).await;
+    assert!(wait_ready(&caller, WAIT).await, "{:#?}", server.acks());
+    push_under_load(
+        &server,
+        caller,
+        reviews.snapshot(all_to("v2")),
+        &["v1", "v3"],
+        "v2",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_to_a_cluster_added_in_the_same_push_loses_no_request() {
+    let reviews = Reviews::start().await;
+    let server = TestAdsServer::start().await;
+    // At first there is no cluster `v2` at all; the push adds it and routes everything to it.
+    let first = reviews.snapshot_of(&["v1", "v3"], split_v1_v3());
+    server.set_resources("1", first);
+    let caller = ads_caller(&server).await;
+    assert!(wait_ready(&caller, WAIT).await, "{:#?}", server.acks());
+    push_under_load(
+        &server,
+        caller,
+        reviews.snapshot(all_to("v2")),
+        &["v1", "v3"],
+        "v2",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
