@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::cluster::{Cluster, ClusterManager, Outcome};
 use crate::flags::{ResponseFlag, ResponseFlags};
+use crate::guarded_body::GuardedBody;
 use crate::model::{
     ClusterTarget, FaultPolicy, FaultStatus, ForwardAction, MeshSnapshot, RetryPolicy, Route,
     RouteAction, RouteConfig, VirtualHost,
@@ -356,7 +357,7 @@ impl Invoker {
             message,
         };
         let cluster_name = cluster.spec().name.clone();
-        let _request_permit = cluster.try_start_request().map_err(|overflow| {
+        let request_permit = cluster.try_start_request().map_err(|overflow| {
             error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 ResponseFlag::UpstreamOverflow,
@@ -376,7 +377,7 @@ impl Invoker {
         let connect_timeout = cluster.spec().connect_timeout;
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut attempt: u32 = 0;
-        let mut _retry_permit = None;
+        let mut retry_permit = None;
         loop {
             let Some(endpoint) = cluster.pick(hash, &tried) else {
                 return Err(error(
@@ -396,7 +397,7 @@ impl Invoker {
             let request = upstream.build(request_body, attempt);
             let per_try = retry_policy.and_then(|policy| policy.per_try_timeout);
             let try_deadline = earliest(deadline, per_try.map(|timeout| Instant::now() + timeout));
-            let _active = endpoint.start_request();
+            let active = endpoint.start_request();
             let send = self
                 .transport
                 .send(endpoint.address(), connect_timeout, request);
@@ -422,7 +423,7 @@ impl Invoker {
             if retryable && attempt < num_retries && !overall_expired {
                 match cluster.try_start_retry() {
                     Ok(permit) => {
-                        _retry_permit = Some(permit);
+                        retry_permit = Some(permit);
                         attempt += 1;
                         let pause =
                             retry_policy.map_or(Duration::ZERO, |policy| backoff(policy, attempt));
@@ -443,7 +444,16 @@ impl Invoker {
                 flags.add(ResponseFlag::UpstreamRetryLimitExceeded);
             }
             return match result {
-                TryResult::Answered(response) => Ok(response.map(box_body)),
+                // The breaker slot, the endpoint's active count and the route deadline last
+                // until the body is done, as in Envoy, not just until the headers arrive.
+                TryResult::Answered(response) => Ok(response.map(|body| {
+                    let guards: Vec<Box<dyn Send>> = vec![
+                        Box::new(request_permit),
+                        Box::new(retry_permit),
+                        Box::new(active),
+                    ];
+                    box_body(GuardedBody::new(box_body(body), deadline, guards))
+                })),
                 TryResult::TimedOut => Err(self.timeout_error(&app_id, &cluster_name, action)),
                 TryResult::Failed(failure) => {
                     let flag = if failure.is_connect_failure() {

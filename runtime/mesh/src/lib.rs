@@ -2,6 +2,7 @@
 
 pub mod cluster;
 pub mod flags;
+pub mod guarded_body;
 pub mod invoke;
 pub mod model;
 pub mod router;

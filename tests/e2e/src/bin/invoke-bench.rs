@@ -78,7 +78,12 @@ fn cpu_seconds(pid: u32) -> f64 {
     // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |index: usize| fields.get(index).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / clock_ticks_per_second()
 }
 
@@ -99,7 +104,14 @@ fn rss_megabytes(pid: u32) -> f64 {
             status
                 .lines()
                 .find_map(|line| line.strip_prefix("VmRSS:"))
-                .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+                .and_then(|value| {
+                    value
+                        .trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                })
         })
         .map_or(0.0, |kilobytes| kilobytes / 1024.0)
 }
@@ -112,7 +124,10 @@ async fn wait_until_answering(address: SocketAddr, path: &str) -> anyhow::Result
         {
             return Ok(());
         }
-        anyhow::ensure!(Instant::now() < deadline, "{address}{path} never answered 200");
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "{address}{path} never answered 200"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -288,12 +303,27 @@ async fn main() -> anyhow::Result<()> {
     );
     println!(
         "{:<24} {:>9} {:>9} {:>9} {:>10} {:>10} {:>16} {:>10} {:>7}",
-        "path", "p50 µs", "p99 µs", "p99.9 µs", "+p50 µs", "+p99 µs", "vCPU/1k rps/hop", "RSS MB/hop", "errors"
+        "path",
+        "p50 µs",
+        "p99 µs",
+        "p99.9 µs",
+        "+p50 µs",
+        "+p99 µs",
+        "vCPU/1k rps/hop",
+        "RSS MB/hop",
+        "errors"
     );
     let mut baseline: Option<(u64, u64)> = None;
     for scenario in &scenarios {
         // Warm-up: connections, pools and caches.
-        open_loop(scenario.address, scenario.path, rate, Duration::from_secs(1), connections).await?;
+        open_loop(
+            scenario.address,
+            scenario.path,
+            rate,
+            Duration::from_secs(1),
+            connections,
+        )
+        .await?;
         let cpu_before: Vec<f64> = scenario.hops.iter().map(|pid| cpu_seconds(*pid)).collect();
         let figures = open_loop(
             scenario.address,
@@ -316,7 +346,12 @@ async fn main() -> anyhow::Result<()> {
             .sum::<f64>()
             / hops;
         let vcpu_per_1k = cpu_per_hop / seconds as f64 * (1000.0 / rate as f64);
-        let rss = scenario.hops.iter().map(|pid| rss_megabytes(*pid)).sum::<f64>() / hops;
+        let rss = scenario
+            .hops
+            .iter()
+            .map(|pid| rss_megabytes(*pid))
+            .sum::<f64>()
+            / hops;
         println!(
             "{:<24} {:>9} {:>9} {:>9} {:>10} {:>10} {:>16} {:>10} {:>7}",
             scenario.name,
@@ -325,8 +360,16 @@ async fn main() -> anyhow::Result<()> {
             p999,
             p50 as i64 - base50 as i64,
             p99 as i64 - base99 as i64,
-            if scenario.hops.is_empty() { "-".to_string() } else { format!("{vcpu_per_1k:.4}") },
-            if scenario.hops.is_empty() { "-".to_string() } else { format!("{rss:.1}") },
+            if scenario.hops.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{vcpu_per_1k:.4}")
+            },
+            if scenario.hops.is_empty() {
+                "-".to_string()
+            } else {
+                format!("{rss:.1}")
+            },
             figures.errors,
         );
     }
