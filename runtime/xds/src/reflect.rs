@@ -1,39 +1,34 @@
 //! Proto3 JSON ⇄ protobuf through the descriptor set `envoy-types` ships.
 //!
-//! Decoding the pool costs megabytes and milliseconds, so it happens on first use: only the
-//! file source and the config dump need it.
-
-use std::sync::OnceLock;
+//! Decoding the pool costs tens of megabytes and milliseconds, so it is decoded for each use
+//! (a file load, a config dump) and dropped afterwards, never kept by an idle sidecar.
 
 use envoy_types::pb::google::protobuf::Any;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
 
 use crate::ENVOY_DESCRIPTOR_SET;
 
-static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
-
-/// Every Envoy v3 message type (and its dependencies), decoded once.
-pub(crate) fn descriptor_pool() -> Result<&'static DescriptorPool, String> {
-    POOL.get_or_init(|| {
-        DescriptorPool::decode(ENVOY_DESCRIPTOR_SET)
-            .map_err(|error| format!("cannot decode the Envoy descriptor set: {error}"))
-    })
-    .as_ref()
-    .map_err(Clone::clone)
+/// Every Envoy v3 message type (and its dependencies).
+pub(crate) fn decode_pool() -> Result<DescriptorPool, String> {
+    DescriptorPool::decode(ENVOY_DESCRIPTOR_SET)
+        .map_err(|error| format!("cannot decode the Envoy descriptor set: {error}"))
 }
 
-/// The descriptor of a message type, by full name.
+/// The descriptor of a message type, by full name, in a freshly decoded pool.
 pub(crate) fn message_descriptor(full_name: &str) -> Result<MessageDescriptor, String> {
-    descriptor_pool()?
+    decode_pool()?
         .get_message_by_name(full_name)
         .ok_or_else(|| format!("unknown message type {full_name}"))
 }
 
 /// An `Any` in proto3 JSON with its `"@type"`, field names as in the `.proto` files (as
 /// Envoy's admin `/config_dump` prints them).
-pub(crate) fn any_to_json(any: &Any) -> Result<serde_json::Value, String> {
+pub(crate) fn any_to_json(pool: &DescriptorPool, any: &Any) -> Result<serde_json::Value, String> {
     let full_name = any.type_url.rsplit('/').next().unwrap_or_default();
-    let message = DynamicMessage::decode(message_descriptor(full_name)?, any.value.as_slice())
+    let descriptor = pool
+        .get_message_by_name(full_name)
+        .ok_or_else(|| format!("unknown message type {full_name}"))?;
+    let message = DynamicMessage::decode(descriptor, any.value.as_slice())
         .map_err(|error| format!("cannot decode {}: {error}", any.type_url))?;
     let options = SerializeOptions::new().use_proto_field_name(true);
     let mut value = message

@@ -231,6 +231,10 @@ impl ResourceStore {
     /// The accepted resources in the shape of Envoy's admin `/config_dump`, each resource in
     /// proto3 JSON with its `@type`.
     pub fn config_dump(&self) -> serde_json::Value {
+        // Decoded for this dump only: the pool is tens of megabytes, and a sidecar should not
+        // carry it between the rare occasions an operator asks.
+        let pool = crate::reflect::decode_pool();
+        let resource_json = |any: &Any| resource_json(pool.as_ref(), any);
         let clusters: Vec<_> = self
             .clusters
             .entries
@@ -329,8 +333,13 @@ impl ResourceStore {
 }
 
 /// A resource for the config dump; one that cannot be rendered says why instead.
-fn resource_json(any: &Any) -> serde_json::Value {
-    any_to_json(any).unwrap_or_else(|error| json!({"@type": any.type_url, "error": error}))
+fn resource_json(
+    pool: Result<&prost_reflect::DescriptorPool, &String>,
+    any: &Any,
+) -> serde_json::Value {
+    pool.map_err(Clone::clone)
+        .and_then(|pool| any_to_json(pool, any))
+        .unwrap_or_else(|error| json!({"@type": any.type_url, "error": error}))
 }
 
 /// One state-of-the-world response being validated.

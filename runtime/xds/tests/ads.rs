@@ -476,7 +476,7 @@ async fn store_wiring_nacks_an_undecodable_cluster_and_publishes_nothing() {
             value: vec![0xff, 0xff, 0xff],
         }],
     );
-    let store = Arc::new(Mutex::new(ResourceStore::new()));
+    let store = Arc::new(Mutex::new(ResourceStore::new("outrigger")));
     let initial = store.lock().expect("store lock").snapshot();
     let (snapshots, snapshot_rx) = watch::channel(Arc::clone(&initial));
     let (synced, synced_rx) = watch::channel(false);
