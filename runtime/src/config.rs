@@ -631,6 +631,56 @@ mod tests {
     }
 
     #[test]
+    fn mesh_and_xds_settings_default_and_validate() {
+        let config = Config::load(&args("demo"), &HashMap::new()).expect("valid");
+        assert_eq!(config.mesh_port, 15008);
+        assert_eq!(config.admin_port, 15000);
+        assert_eq!(config.xds, XdsSource::None);
+        assert_eq!(config.xds_route_config, "outrigger");
+        assert!(config.xds_wait_for_sync);
+        assert_eq!(config.instance_ip, "127.0.0.1");
+
+        let ads = RunArgs {
+            xds_address: Some("istiod.istio-system.svc:15010".into()),
+            ..args("demo")
+        };
+        let config = Config::load(&ads, &env(&[("INSTANCE_IP", "10.0.0.7")])).expect("valid");
+        assert_eq!(
+            config.xds,
+            XdsSource::Ads("istiod.istio-system.svc:15010".into())
+        );
+        assert_eq!(config.instance_ip, "10.0.0.7");
+
+        let both = RunArgs {
+            xds_address: Some("cp:15010".into()),
+            xds_file: Some(PathBuf::from("/tmp/xds.yaml")),
+            ..args("demo")
+        };
+        let error = Config::load(&both, &HashMap::new()).expect_err("two sources");
+        assert!(
+            error.to_string().contains("at most one xDS source"),
+            "{error}"
+        );
+
+        let no_port = RunArgs {
+            xds_address: Some("istiod".into()),
+            ..args("demo")
+        };
+        let error = Config::load(&no_port, &HashMap::new()).expect_err("no port");
+        assert!(error.to_string().contains("--xds-address"), "{error}");
+
+        let bad_listen = RunArgs {
+            mesh_listen_address: Some("everywhere".into()),
+            ..args("demo")
+        };
+        let error = Config::load(&bad_listen, &HashMap::new()).expect_err("bad address");
+        assert!(
+            error.to_string().contains("--mesh-listen-address"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn defaults_match_daprd() {
         let config = Config::load(&args("demo"), &HashMap::new()).expect("valid");
         assert_eq!(config.http_port, 3500);

@@ -172,6 +172,14 @@ async fn forward(
     *outbound.method_mut() = parts.method;
     *outbound.uri_mut() = uri;
     copy_app_headers(&parts.headers, outbound.headers_mut(), app.token.as_ref());
+    // The caller addresses the app by its id; any other authority is a route's
+    // `host_rewrite_literal`, which the app must see as its Host (as Envoy forwards it).
+    if let Some(authority) = parts.uri.authority()
+        && authority.as_str() != app.app_id
+        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+    {
+        outbound.headers_mut().insert(http::header::HOST, host);
+    }
     if parts
         .headers
         .get(http::header::TE)

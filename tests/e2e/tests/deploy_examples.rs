@@ -38,4 +38,8 @@ fn example_config_loads() {
         vec![PathBuf::from("/etc/outrigger/components")]
     );
     assert!(config.log_as_json);
+    assert_eq!(config.mesh_port, 15008);
+    assert_eq!(config.admin_port, 15000);
+    assert_eq!(config.xds_route_config, "outrigger");
+    assert_eq!(config.xds, outrigger_runtime::config::XdsSource::None);
 }
