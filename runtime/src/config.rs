@@ -77,6 +77,13 @@ pub struct RunArgs {
     /// Stay not-ready until the first full xDS snapshot is accepted [default: true].
     #[arg(long)]
     pub xds_wait_for_sync: Option<bool>,
+    /// Threads serving requests: 1 runs everything on one thread (the least CPU per request),
+    /// 0 one per core [default: 1].
+    #[arg(long)]
+    pub runtime_threads: Option<usize>,
+    /// A workload label sent in the xDS node metadata (`LABELS`), as key=value; repeatable.
+    #[arg(long = "xds-node-label")]
+    pub xds_node_labels: Vec<String>,
 }
 
 /// The config file's schema: every key optional, unknown keys refused.
@@ -103,6 +110,8 @@ struct FileConfig {
     xds_file: Option<PathBuf>,
     xds_route_config: Option<String>,
     xds_wait_for_sync: Option<bool>,
+    runtime_threads: Option<usize>,
+    xds_node_labels: Option<Vec<String>>,
 }
 
 /// All layers merged, before validation. Field names are the layering keys.
@@ -133,6 +142,9 @@ struct MergedConfig {
     xds_route_config: String,
     xds_wait_for_sync: bool,
     instance_ip: Option<String>,
+    runtime_threads: usize,
+    #[serde(default)]
+    xds_node_labels: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,6 +205,10 @@ pub struct Config {
     pub xds_wait_for_sync: bool,
     /// `INSTANCE_IP` (or `POD_IP`): this workload's address in the xDS node id.
     pub instance_ip: String,
+    /// Worker threads of the async runtime; 1 is a single-threaded runtime, 0 one per core.
+    pub runtime_threads: usize,
+    /// Workload labels for the xDS node metadata.
+    pub xds_node_labels: std::collections::BTreeMap<String, String>,
 }
 
 /// A configuration problem: names the source and the field, and says what was expected.
@@ -246,6 +262,8 @@ impl Config {
             xds_route_config: DEFAULT_ROUTE_CONFIG.to_string(),
             xds_wait_for_sync: true,
             instance_ip: "127.0.0.1".to_string(),
+            runtime_threads: 1,
+            xds_node_labels: std::collections::BTreeMap::new(),
         }
     }
 
@@ -268,6 +286,7 @@ impl Config {
             .and_then(|b| b.set_default("admin_port", i64::from(DEFAULT_ADMIN_PORT)))
             .and_then(|b| b.set_default("xds_route_config", DEFAULT_ROUTE_CONFIG))
             .and_then(|b| b.set_default("xds_wait_for_sync", true))
+            .and_then(|b| b.set_default("runtime_threads", 1))
             .map_err(layering)?;
 
         let config_file = args
@@ -302,6 +321,7 @@ impl Config {
                 .try_parsing(true)
                 .list_separator(",")
                 .with_list_parse_key("resources_paths")
+                .with_list_parse_key("xds_node_labels")
                 .source(Some(outrigger_env)),
         );
 
@@ -353,6 +373,8 @@ const ENV_KEYS: &[&str] = &[
     "xds_file",
     "xds_route_config",
     "xds_wait_for_sync",
+    "runtime_threads",
+    "xds_node_labels",
 ];
 
 /// Reads and checks the config file, returning it as the JSON layer the builder merges.
@@ -435,7 +457,15 @@ fn apply_flags(mut builder: Builder, args: &RunArgs) -> Result<Builder, config::
                 .map(|path| path.display().to_string()),
         )?
         .set_override_option("xds_route_config", args.xds_route_config.clone())?
-        .set_override_option("xds_wait_for_sync", args.xds_wait_for_sync)?;
+        .set_override_option("xds_wait_for_sync", args.xds_wait_for_sync)?
+        .set_override_option(
+            "runtime_threads",
+            args.runtime_threads
+                .map(|threads| i64::try_from(threads).unwrap_or(i64::MAX)),
+        )?;
+    if !args.xds_node_labels.is_empty() {
+        builder = builder.set_override("xds_node_labels", args.xds_node_labels.clone())?;
+    }
     if !args.resources_paths.is_empty() {
         let paths: Vec<String> = args
             .resources_paths
@@ -549,7 +579,24 @@ impl MergedConfig {
                 got: self.xds_route_config,
             });
         }
+        let mut xds_node_labels = std::collections::BTreeMap::new();
+        for label in &self.xds_node_labels {
+            match label.split_once('=') {
+                Some((key, value)) if !key.trim().is_empty() => {
+                    xds_node_labels.insert(key.trim().to_string(), value.trim().to_string());
+                }
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        field: "--xds-node-label",
+                        expected: "key=value, e.g. version=v1",
+                        got: label.clone(),
+                    });
+                }
+            }
+        }
         Ok(Config {
+            xds_node_labels,
+            runtime_threads: self.runtime_threads,
             mesh_port: self.mesh_port,
             mesh_listen_address,
             admin_port: self.admin_port,
@@ -668,6 +715,22 @@ mod tests {
         };
         let error = Config::load(&no_port, &HashMap::new()).expect_err("no port");
         assert!(error.to_string().contains("--xds-address"), "{error}");
+
+        let labelled = RunArgs {
+            xds_node_labels: vec!["app=reviews".into(), "version=v2".into()],
+            ..args("demo")
+        };
+        let config = Config::load(&labelled, &HashMap::new()).expect("valid labels");
+        assert_eq!(
+            config.xds_node_labels.get("version").map(String::as_str),
+            Some("v2")
+        );
+        let bad_label = RunArgs {
+            xds_node_labels: vec!["v2".into()],
+            ..args("demo")
+        };
+        let error = Config::load(&bad_label, &HashMap::new()).expect_err("no '='");
+        assert!(error.to_string().contains("--xds-node-label"), "{error}");
 
         let bad_listen = RunArgs {
             mesh_listen_address: Some("everywhere".into()),

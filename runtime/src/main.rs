@@ -41,7 +41,19 @@ fn main() -> ExitCode {
     for name in &config.ignored_env {
         tracing::warn!("ignoring environment variable {name}: it names no outrigger setting");
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    // One thread by default: a sidecar's requests are short, and keeping every task on one
+    // thread avoids the cross-thread wake-ups that cost more CPU than the work itself.
+    let runtime = match config.runtime_threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        0 => tokio::runtime::Runtime::new(),
+        threads => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build(),
+    };
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("outrigger: cannot start the async runtime: {error}");

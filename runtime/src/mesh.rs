@@ -69,7 +69,7 @@ pub fn start(config: &Config, stop: &CancellationToken) -> Result<Mesh, XdsError
                     app_id: config.app_id.clone(),
                     namespace: namespace_of(config),
                     ip: config.instance_ip.clone(),
-                    labels: Default::default(),
+                    labels: config.xds_node_labels.clone(),
                     cluster: None,
                 },
                 initial_backoff: Duration::from_millis(100),

@@ -153,6 +153,7 @@ where
     F: FnMut(String, Bytes, HashMap<String, String>) -> Fut,
     Fut: Future<Output = bool>,
 {
+    let consumer = Arc::new(consumer);
     loop {
         let message = tokio::select! {
             () = stop.cancelled() => return,
@@ -189,7 +190,17 @@ where
             tracing::warn!("kafka: cannot record the offset to commit: {error}");
             continue;
         }
-        if let Err(error) = consumer.commit(&offsets, CommitMode::Sync) {
+        // A synchronous commit waits for the broker; off the async threads, so a slow or
+        // absent broker never stalls the sidecar's other work.
+        let committer = Arc::clone(&consumer);
+        let committed =
+            tokio::task::spawn_blocking(move || committer.commit(&offsets, CommitMode::Sync)).await;
+        let failure = match committed {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(error.to_string()),
+            Err(error) => Some(error.to_string()),
+        };
+        if let Some(error) = failure {
             tracing::warn!(
                 topic = message.topic(),
                 "kafka commit failed; the message may be delivered again: {error}"

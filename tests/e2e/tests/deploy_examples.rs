@@ -42,4 +42,5 @@ fn example_config_loads() {
     assert_eq!(config.admin_port, 15000);
     assert_eq!(config.xds_route_config, "outrigger");
     assert_eq!(config.xds, outrigger_runtime::config::XdsSource::None);
+    assert_eq!(config.runtime_threads, 1);
 }
