@@ -46,8 +46,6 @@ pub fn start(config: &Config, stop: &CancellationToken) -> Result<Mesh, XdsError
     let (synced_sender, synced) = watch::channel(initially_synced);
     let store = Arc::new(Mutex::new(store));
     let clusters = Arc::new(ClusterManager::new());
-    clusters.update(&accepted.borrow().clusters);
-    let (routing_sender, routing) = watch::channel(accepted.borrow().clone());
     let stats = Arc::new(MeshStats::default());
 
     match &config.xds {
@@ -84,22 +82,20 @@ pub fn start(config: &Config, stop: &CancellationToken) -> Result<Mesh, XdsError
             ));
         }
     }
-    tokio::spawn(follow_snapshots(
-        accepted,
-        Arc::clone(&clusters),
-        routing_sender,
-        stop.clone(),
-    ));
-
     let invoker = Arc::new(Invoker::new(
         InvokerSettings {
             route_config: config.xds_route_config.clone(),
             namespace: namespace_of(config),
         },
-        routing,
+        accepted.clone(),
         Arc::clone(&clusters),
         Arc::new(MeshTransport::tcp()),
         Arc::clone(&stats),
+    ));
+    tokio::spawn(follow_snapshots(
+        accepted,
+        Arc::clone(&invoker),
+        stop.clone(),
     ));
     Ok(Mesh {
         invoker,
@@ -117,13 +113,11 @@ fn namespace_of(config: &Config) -> String {
         .unwrap_or_else(|| "default".to_string())
 }
 
-/// Keeps the cluster manager's endpoints, breakers and outlier state in step with routing.
-/// Routes are published to the invoker only after their clusters exist, so a push that adds a
-/// cluster and a route to it never answers "no cluster" in between.
+/// Applies each accepted snapshot to the cluster manager even when no request comes, so
+/// `/clusters` shows it; requests apply it themselves if they come first.
 async fn follow_snapshots(
     mut snapshots: watch::Receiver<Arc<MeshSnapshot>>,
-    clusters: Arc<ClusterManager>,
-    routing: watch::Sender<Arc<MeshSnapshot>>,
+    invoker: Arc<Invoker>,
     stop: CancellationToken,
 ) {
     loop {
@@ -133,9 +127,8 @@ async fn follow_snapshots(
                 if changed.is_err() {
                     return;
                 }
-                let snapshot = Arc::clone(&snapshots.borrow_and_update());
-                clusters.update(&snapshot.clusters);
-                routing.send_replace(snapshot);
+                snapshots.borrow_and_update();
+                invoker.current_snapshot();
             }
         }
     }

@@ -103,6 +103,9 @@ pub struct InvokerSettings {
 pub struct Invoker {
     settings: InvokerSettings,
     snapshots: watch::Receiver<Arc<MeshSnapshot>>,
+    /// The snapshot whose clusters the cluster manager holds.
+    applied: arc_swap::ArcSwap<MeshSnapshot>,
+    applying: std::sync::Mutex<()>,
     clusters: Arc<ClusterManager>,
     transport: Arc<MeshTransport>,
     stats: Arc<MeshStats>,
@@ -132,13 +135,35 @@ impl Invoker {
         transport: Arc<MeshTransport>,
         stats: Arc<MeshStats>,
     ) -> Self {
+        let current = Arc::clone(&snapshots.borrow());
+        clusters.update(&current.clusters);
         Self {
             settings,
             snapshots,
+            applied: arc_swap::ArcSwap::new(current),
+            applying: std::sync::Mutex::new(()),
             clusters,
             transport,
             stats,
         }
+    }
+
+    /// The newest accepted snapshot, with the cluster manager brought up to it first, so a
+    /// route is never served before its clusters exist (nor after an ACK with old routes).
+    pub fn current_snapshot(&self) -> Arc<MeshSnapshot> {
+        let newest = Arc::clone(&self.snapshots.borrow());
+        if Arc::ptr_eq(&newest, &self.applied.load()) {
+            return newest;
+        }
+        let _applying = self
+            .applying
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !Arc::ptr_eq(&newest, &self.applied.load()) {
+            self.clusters.update(&newest.clusters);
+            self.applied.store(Arc::clone(&newest));
+        }
+        newest
     }
 
     pub fn stats(&self) -> &Arc<MeshStats> {
@@ -211,7 +236,7 @@ impl Invoker {
             Some(query) => format!("{path}?{query}"),
             None => path.clone(),
         };
-        let snapshot = Arc::clone(&self.snapshots.borrow());
+        let snapshot = self.current_snapshot();
         let Some((route_config, vhost)) = router::resolve_app_id(
             &snapshot,
             &self.settings.route_config,
