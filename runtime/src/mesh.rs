@@ -34,10 +34,11 @@ pub struct Mesh {
 /// Starts the xDS source and the cluster manager. A bad `--xds-file` fails start-up.
 pub fn start(config: &Config, stop: &CancellationToken) -> Result<Mesh, XdsError> {
     let mut store = ResourceStore::new(&config.xds_route_config);
+    let mut applied_file = None;
     let initially_synced = match &config.xds {
         XdsSource::None => true,
         XdsSource::File(path) => {
-            outrigger_xds::file::apply_file(&mut store, path)?;
+            applied_file = Some(outrigger_xds::file::apply_file(&mut store, path)?);
             true
         }
         XdsSource::Ads(_) => false,
@@ -58,6 +59,7 @@ pub fn start(config: &Config, stop: &CancellationToken) -> Result<Mesh, XdsError
                 snapshot_sender,
                 synced_sender,
                 stop.clone(),
+                applied_file,
             ));
         }
         XdsSource::Ads(address) => {

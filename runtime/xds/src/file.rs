@@ -38,17 +38,29 @@ pub fn load_file(path: &Path) -> Result<Vec<(String, Vec<Any>)>, XdsError> {
     Ok(read_file(path)?.groups)
 }
 
+/// What [`apply_file`] applied: hand it to [`watch_file`] so the same content is not
+/// decoded a second time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppliedContent(u64);
+
 /// Loads the file and applies every type to `store`, all or nothing: on error `store` is
 /// unchanged and the error names the file.
-pub fn apply_file(store: &mut ResourceStore, path: &Path) -> Result<(), XdsError> {
-    let contents = read_file(path)?;
+pub fn apply_file(store: &mut ResourceStore, path: &Path) -> Result<AppliedContent, XdsError> {
+    let bytes =
+        std::fs::read(path).map_err(|error| file_error(path, format!("cannot read: {error}")))?;
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| file_error(path, "the file is not valid UTF-8"))?;
+    let contents = parse_contents(path, text)?;
     *store = applied(store, path, &contents)?;
-    Ok(())
+    Ok(AppliedContent(content_hash(&bytes)))
 }
 
-/// Serves the file: applies it at start and whenever its content changes (polled every
+/// Serves the file: applies it at start (unless start-up already did) and whenever its content changes (polled every
 /// `poll`), publishing each accepted snapshot and marking the source synced. A file that
 /// cannot be read, parsed or validated is logged and the last good configuration stays.
+///
+/// `already_applied` is what start-up applied with [`apply_file`]; that content is not applied
+/// again (decoding the descriptor pool twice would double the memory it leaves behind).
 pub async fn watch_file(
     path: PathBuf,
     poll: Duration,
@@ -56,8 +68,9 @@ pub async fn watch_file(
     snapshots: watch::Sender<Arc<MeshSnapshot>>,
     synced: watch::Sender<bool>,
     stop: CancellationToken,
+    already_applied: Option<AppliedContent>,
 ) {
-    let mut last_content: Option<u64> = None;
+    let mut last_content: Option<u64> = already_applied.map(|applied| applied.0);
     let mut last_read_error: Option<String> = None;
     loop {
         match tokio::fs::read(&path).await {

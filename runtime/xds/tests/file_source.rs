@@ -281,6 +281,7 @@ async fn watcher_picks_up_edits_and_keeps_the_last_good_config() {
         snapshots,
         synced,
         stop.clone(),
+        None,
     ));
 
     wait_for(&mut snapshot_receiver, |snapshot| {
