@@ -6,7 +6,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response};
 use outrigger_mesh::invoke::{
     APP_ID_HEADER, CALLER_APP_ID_HEADER, CallKind, DATA_TYPE_HEADER, InvokeError, Invoker,
-    OutboundBody, OutboundRequest,
+    OutboundBody, OutboundRequest, is_internal, remove_headers,
 };
 use outrigger_mesh::transport::MeshBody;
 
@@ -52,7 +52,7 @@ impl InvokeApi {
         for name in ["dapr-api-token", APP_ID_HEADER] {
             headers.remove(name);
         }
-        headers.retain_not_internal();
+        remove_headers(&mut headers, is_internal);
         headers.insert(
             HeaderName::from_static(CALLER_APP_ID_HEADER),
             self.caller.clone(),
@@ -72,24 +72,6 @@ impl InvokeApi {
             })
             .await
             .map_err(ApiError::from)
-    }
-}
-
-trait RetainNotInternal {
-    fn retain_not_internal(&mut self);
-}
-
-impl RetainNotInternal for HeaderMap {
-    /// An app must not be able to set the sidecars' own hop headers.
-    fn retain_not_internal(&mut self) {
-        let internal: Vec<HeaderName> = self
-            .keys()
-            .filter(|name| name.as_str().starts_with("x-outrigger-"))
-            .cloned()
-            .collect();
-        for name in internal {
-            self.remove(&name);
-        }
     }
 }
 

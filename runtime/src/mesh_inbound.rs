@@ -15,7 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use outrigger_mesh::invoke::{
     APP_ID_HEADER, CALL_KIND_HEADER, CallKind, DATA_TYPE_HEADER, RESPONSE_FLAGS_HEADER,
-    is_hop_by_hop,
+    is_hop_by_hop, is_internal, remove_headers,
 };
 use outrigger_mesh::transport::{MeshBody, box_body, full_body};
 use tokio::net::TcpListener;
@@ -192,7 +192,7 @@ async fn forward(
     match client.request(outbound).await {
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
-            parts.headers.retain_hop_by_hop_free();
+            remove_headers(&mut parts.headers, is_hop_by_hop);
             Response::from_parts(parts, box_body(body))
         }
         Err(error) => error_response(
@@ -293,7 +293,7 @@ async fn on_invoke(app: &InboundApp, request: Request<Incoming>) -> Response<Mes
 /// Headers that become gRPC metadata for `OnInvoke`: not pseudo, hop-by-hop or content framing.
 fn forwards_as_metadata(name: &HeaderName) -> bool {
     !is_hop_by_hop(name)
-        && !name.as_str().starts_with("x-outrigger-")
+        && !is_internal(name)
         && !matches!(
             name.as_str(),
             "content-type" | "content-length" | "dapr-api-token"
@@ -304,32 +304,12 @@ fn forwards_as_metadata(name: &HeaderName) -> bool {
 /// `dapr-api-token` replaced by this app's `APP_API_TOKEN`.
 fn copy_app_headers(from: &HeaderMap, to: &mut HeaderMap, token: Option<&HeaderValue>) {
     for (name, value) in from {
-        if !is_hop_by_hop(name)
-            && !name.as_str().starts_with("x-outrigger-")
-            && name.as_str() != "dapr-api-token"
-        {
+        if !is_hop_by_hop(name) && !is_internal(name) && name.as_str() != "dapr-api-token" {
             to.append(name.clone(), value.clone());
         }
     }
     if let Some(token) = token {
         to.insert("dapr-api-token", token.clone());
-    }
-}
-
-trait RetainHopByHopFree {
-    fn retain_hop_by_hop_free(&mut self);
-}
-
-impl RetainHopByHopFree for HeaderMap {
-    fn retain_hop_by_hop_free(&mut self) {
-        let names: Vec<HeaderName> = self
-            .keys()
-            .filter(|name| is_hop_by_hop(name))
-            .cloned()
-            .collect();
-        for name in names {
-            self.remove(&name);
-        }
     }
 }
 

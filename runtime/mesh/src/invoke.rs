@@ -269,7 +269,7 @@ impl Invoker {
             ));
         };
 
-        if let Some(fault) = route.fault.as_ref().or(vhost.fault.as_ref())
+        if let Some(fault) = router::effective_fault(route, vhost)
             && let Some(answer) = inject_fault(fault, flags).await
         {
             return Ok(answer);
@@ -583,6 +583,26 @@ impl UpstreamRequest {
             );
         }
         request
+    }
+}
+
+/// The prefix of the headers sidecars set for each other; an app's own are dropped.
+pub const INTERNAL_HEADER_PREFIX: &str = "x-outrigger-";
+
+/// A header only sidecars may set.
+pub fn is_internal(name: &HeaderName) -> bool {
+    name.as_str().starts_with(INTERNAL_HEADER_PREFIX)
+}
+
+/// Removes every header whose name `unwanted` selects.
+pub fn remove_headers(headers: &mut HeaderMap, unwanted: impl Fn(&HeaderName) -> bool) {
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| unwanted(name))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(&name);
     }
 }
 

@@ -138,11 +138,6 @@ impl MeshTransport {
             .map_err(|source| classify(address, source))
     }
 
-    /// Connections currently open or being opened, for the admin page.
-    pub fn connection_count(&self) -> usize {
-        self.slots.lock().map(|slots| slots.len()).unwrap_or(0)
-    }
-
     async fn sender(
         &self,
         address: SocketAddr,

@@ -29,7 +29,8 @@ pub(crate) fn compile_regex(pattern: &str) -> Result<Regex, FieldError> {
 pub(crate) fn compile_full_match(pattern: &str) -> Result<Regex, FieldError> {
     // Compiled as written first, so a syntax error points into the pattern the user wrote.
     compile_regex(pattern)?;
-    Regex::new(&format!("^(?:{pattern})$")).map_err(|error| FieldError::here(error.to_string()))
+    outrigger_mesh::router::full_match_regex(pattern)
+        .map_err(|error| FieldError::here(error.to_string()))
 }
 
 pub(crate) fn full_match_regex(matcher: &RegexMatcher) -> Result<Regex, FieldError> {
