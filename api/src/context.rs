@@ -24,9 +24,21 @@ pub struct SidecarInfo {
     pub runtime_version: String,
 }
 
-/// Shared by the gRPC and HTTP servers; cheap to clone.
+/// Shared by the gRPC and HTTP servers; one reference count to clone (handlers and
+/// middleware clone it per request).
 #[derive(Clone)]
-pub struct ApiContext {
+pub struct ApiContext(Arc<ApiContextParts>);
+
+impl std::ops::Deref for ApiContext {
+    type Target = ApiContextParts;
+
+    fn deref(&self) -> &ApiContextParts {
+        &self.0
+    }
+}
+
+/// What an [`ApiContext`] holds.
+pub struct ApiContextParts {
     pub state: StateApi,
     pub pubsub: PubSubApi,
     pub bindings: BindingsApi,
@@ -67,7 +79,7 @@ impl ApiContext {
             app_ready,
             shutdown,
         } = lifecycle;
-        Self {
+        Self(Arc::new(ApiContextParts {
             pubsub: PubSubApi::new(
                 Arc::clone(&registry),
                 &sidecar.app_id,
@@ -83,7 +95,7 @@ impl ApiContext {
             ready,
             app_ready,
             shutdown,
-        }
+        }))
     }
 
     /// `/v1.0/healthz/outbound`: the sidecar's own APIs can serve.

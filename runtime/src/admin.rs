@@ -50,7 +50,9 @@ struct FormatQuery {
     format: Option<String>,
 }
 
-/// Envoy's text form (`cluster::address::field::value`) or, with `?format=json`, JSON.
+/// Envoy's text form (`cluster::default_priority::threshold::value`, then the circuit-breaker
+/// counts as `cluster::field::value`, then `cluster::address::field::value` per endpoint) or,
+/// with `?format=json`, JSON.
 async fn clusters(State(state): State<AdminState>, Query(query): Query<FormatQuery>) -> Response {
     let status = state.mesh.clusters.status();
     if query.format.as_deref() == Some("json") {
@@ -59,6 +61,23 @@ async fn clusters(State(state): State<AdminState>, Query(query): Query<FormatQue
     }
     let mut text = String::new();
     for cluster in &status {
+        let thresholds = cluster.thresholds;
+        for (field, count) in [
+            ("max_connections", thresholds.max_connections),
+            ("max_pending_requests", thresholds.max_pending_requests),
+            ("max_requests", thresholds.max_requests),
+            ("max_retries", thresholds.max_retries),
+        ] {
+            let _ = writeln!(text, "{}::default_priority::{field}::{count}", cluster.name);
+        }
+        for (field, count) in [
+            ("connections_active", cluster.connections_active),
+            ("pending_active", cluster.pending_active),
+            ("requests_active", cluster.requests_active),
+            ("retries_active", cluster.retries_active),
+        ] {
+            let _ = writeln!(text, "{}::{field}::{count}", cluster.name);
+        }
         let value = serde_json::to_value(cluster).unwrap_or_default();
         let name = value["name"].as_str().unwrap_or_default();
         for endpoint in value["endpoints"].as_array().into_iter().flatten() {

@@ -11,7 +11,7 @@ use http::{Method, Response, StatusCode};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::cluster::{Cluster, ClusterManager, Outcome};
+use crate::cluster::{Cluster, ClusterManager, Outcome, Overflow};
 use crate::flags::{ResponseFlag, ResponseFlags};
 use crate::guarded_body::GuardedBody;
 use crate::model::{
@@ -20,7 +20,9 @@ use crate::model::{
 };
 use crate::router::{self, RequestFacts};
 use crate::stats::MeshStats;
-use crate::transport::{MeshBody, MeshTransport, SendError, box_body, full_body};
+use crate::transport::{
+    Checkout, MeshBody, MeshTransport, PooledSender, SendError, box_body, full_body,
+};
 
 /// The header naming the target app on the mesh hop (Dapr's own name for it).
 pub const APP_ID_HEADER: &str = "dapr-app-id";
@@ -124,6 +126,9 @@ impl std::fmt::Debug for Invoker {
 enum TryResult {
     Answered(Response<hyper::body::Incoming>),
     Failed(SendError),
+    /// The cluster's `max_pending_requests` or `max_connections` breaker is open: answered
+    /// 503 UO, never retried (as in Envoy), not the endpoint's fault.
+    Overflow(Overflow),
     TimedOut,
 }
 
@@ -161,6 +166,14 @@ impl Invoker {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !Arc::ptr_eq(&newest, &self.applied.load()) {
             self.clusters.update(&newest.clusters);
+            // Connections to endpoints (or clusters) that are gone stop taking requests now,
+            // and close when their last request ends, instead of counting against
+            // `max_connections` until the peer closes them.
+            self.transport.drain_all(|pool, address| {
+                self.clusters
+                    .get(pool)
+                    .is_some_and(|cluster| cluster.has_endpoint(address))
+            });
             self.applied.store(Arc::clone(&newest));
         }
         newest
@@ -323,7 +336,8 @@ impl Invoker {
             ));
         };
 
-        let mut headers = request.headers.clone();
+        let hash = router::request_hash(&action.hash_policy, &request.headers, request.source_ip);
+        let mut headers = std::mem::take(&mut request.headers);
         let mut layers = Vec::with_capacity(4);
         layers.extend(weighted_headers);
         layers.extend([&route.headers, &vhost.headers, &route_config.headers]);
@@ -334,14 +348,21 @@ impl Invoker {
             .host_rewrite
             .clone()
             .unwrap_or_else(|| request.app_id.clone());
-        let hash = router::request_hash(&action.hash_policy, &request.headers, request.source_ip);
-        let upstream = UpstreamRequest {
-            method: request.method.clone(),
-            uri: format!("http://{authority}{upstream_path}"),
+        let uri = format!("http://{authority}{upstream_path}");
+        let uri = http::Uri::try_from(uri.as_str()).map_err(|cause| {
+            error(
+                StatusCode::BAD_REQUEST,
+                ResponseFlag::DownstreamProtocolError,
+                format!("unusable upstream URI {uri:?}: {cause}"),
+            )
+        })?;
+        let upstream = UpstreamRequest::new(
+            request.method.clone(),
+            uri,
             headers,
-            app_id: request.app_id.clone(),
-            kind: request.kind,
-        };
+            &request.app_id,
+            request.kind,
+        );
 
         if let OutboundBody::Buffered(body) = &request.body {
             self.mirror(action, &upstream, body);
@@ -399,7 +420,6 @@ impl Invoker {
             (Some(_), Some(policy)) => policy.num_retries,
             _ => 0,
         };
-        let connect_timeout = cluster.spec().connect_timeout;
         let mut tried: Vec<SocketAddr> = Vec::new();
         let mut attempt: u32 = 0;
         let mut retry_permit = None;
@@ -423,25 +443,23 @@ impl Invoker {
             let per_try = retry_policy.and_then(|policy| policy.per_try_timeout);
             let try_deadline = earliest(deadline, per_try.map(|timeout| Instant::now() + timeout));
             let active = endpoint.start_request();
-            let send = self
-                .transport
-                .send(endpoint.address(), connect_timeout, request);
+            let send = send_try(&self.transport, cluster, endpoint.address(), request);
             let result = match try_deadline {
-                Some(at) => match tokio::time::timeout_at(at, send).await {
-                    Ok(result) => result.map_or_else(TryResult::Failed, TryResult::Answered),
-                    Err(_) => TryResult::TimedOut,
-                },
-                None => send
+                Some(at) => tokio::time::timeout_at(at, send)
                     .await
-                    .map_or_else(TryResult::Failed, TryResult::Answered),
+                    .unwrap_or(TryResult::TimedOut),
+                None => send.await,
             };
-            endpoint.record(match &result {
+            match &result {
                 TryResult::Answered(response) if response.status().is_server_error() => {
-                    Outcome::Status(response.status().as_u16())
+                    endpoint.record(Outcome::Status(response.status().as_u16()));
                 }
-                TryResult::Answered(_) => Outcome::Success,
-                TryResult::Failed(_) | TryResult::TimedOut => Outcome::LocalFailure,
-            });
+                TryResult::Answered(_) => endpoint.record(Outcome::Success),
+                TryResult::Failed(_) | TryResult::TimedOut => {
+                    endpoint.record(Outcome::LocalFailure);
+                }
+                TryResult::Overflow(_) => {}
+            }
 
             let overall_expired = deadline.is_some_and(|at| Instant::now() >= at);
             let retryable = retry_policy.is_some_and(|policy| should_retry(policy, &result));
@@ -480,6 +498,11 @@ impl Invoker {
                     box_body(GuardedBody::new(box_body(body), deadline, guards))
                 })),
                 TryResult::TimedOut => Err(self.timeout_error(&app_id, &cluster_name, action)),
+                TryResult::Overflow(overflow) => Err(error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ResponseFlag::UpstreamOverflow,
+                    format!("failed to invoke, id: {app_id}: {overflow}"),
+                )),
                 TryResult::Failed(failure) => {
                     let flag = if failure.is_connect_failure() {
                         ResponseFlag::UpstreamConnectionFailure
@@ -512,7 +535,9 @@ impl Invoker {
         }
     }
 
-    /// Sends copies to mirror clusters in the background; their answers are ignored.
+    /// Sends copies to mirror clusters in the background; their answers are ignored. A copy
+    /// goes through the mirror cluster's pool and circuit breakers like any request, within the
+    /// route timeout; whatever becomes of it never touches the main request.
     fn mirror(&self, action: &ForwardAction, upstream: &UpstreamRequest, body: &Bytes) {
         for mirror in &action.mirrors {
             if rand::random_range(0..1_000_000) >= mirror.fraction_per_million {
@@ -527,57 +552,136 @@ impl Invoker {
             };
             let request = upstream.build(full_body(body.clone()), 0);
             let transport = Arc::clone(&self.transport);
-            let connect_timeout = cluster.spec().connect_timeout;
+            let timeout = action.timeout;
             tokio::spawn(async move {
+                let _permit = match cluster.try_start_request() {
+                    Ok(permit) => permit,
+                    Err(overflow) => {
+                        tracing::debug!("mirrored request not sent: {overflow}");
+                        return;
+                    }
+                };
                 let _active = endpoint.start_request();
-                let outcome = transport
-                    .send(endpoint.address(), connect_timeout, request)
-                    .await;
-                if let Err(error) = outcome {
-                    tracing::debug!("mirrored request failed: {error}");
+                let send = send_try(&transport, &cluster, endpoint.address(), request);
+                let result = match timeout {
+                    Some(timeout) => tokio::time::timeout(timeout, send)
+                        .await
+                        .unwrap_or(TryResult::TimedOut),
+                    None => send.await,
+                };
+                match result {
+                    TryResult::Answered(_) => {}
+                    TryResult::Failed(error) => {
+                        tracing::debug!("mirrored request failed: {error}");
+                    }
+                    TryResult::Overflow(overflow) => {
+                        tracing::debug!("mirrored request not sent: {overflow}");
+                    }
+                    TryResult::TimedOut => tracing::debug!("mirrored request timed out"),
                 }
             });
         }
     }
 }
 
-/// The request to send to a peer sidecar, before its body.
+/// One try on `address` over `cluster`'s connection pool. With a live connection the request
+/// goes out at once, no circuit breaker involved. Otherwise it is a pending request
+/// (`max_pending_requests`) until it has a connection: one another request is opening, or
+/// one it opens itself (`max_connections`), connect and handshake within the cluster's
+/// `connect_timeout`.
+async fn send_try(
+    transport: &MeshTransport,
+    cluster: &Cluster,
+    address: SocketAddr,
+    request: http::Request<MeshBody>,
+) -> TryResult {
+    let sender = match transport.ready_sender(cluster.name(), address) {
+        Some(sender) => sender,
+        None => match wait_for_connection(transport, cluster, address).await {
+            Ok(sender) => sender,
+            Err(Unusable::Overflow(overflow)) => return TryResult::Overflow(overflow),
+            Err(Unusable::Failed(failure)) => return TryResult::Failed(failure),
+        },
+    };
+    sender
+        .send(request)
+        .await
+        .map_or_else(TryResult::Failed, TryResult::Answered)
+}
+
+/// Why a try got no connection.
+enum Unusable {
+    Overflow(Overflow),
+    Failed(SendError),
+}
+
+/// The slow path of [`send_try`], holding a pending permit throughout.
+async fn wait_for_connection(
+    transport: &MeshTransport,
+    cluster: &Cluster,
+    address: SocketAddr,
+) -> Result<PooledSender, Unusable> {
+    let _pending = cluster.try_start_pending().map_err(Unusable::Overflow)?;
+    match transport.checkout(cluster.name(), address).await {
+        Checkout::Ready(sender) => Ok(sender),
+        Checkout::Vacant(vacancy) => {
+            // Connections to endpoints the cluster no longer has close once their requests
+            // are done, so they stop counting against `max_connections`.
+            transport.drain(cluster.name(), |address| cluster.has_endpoint(address));
+            let permit = cluster.try_open_connection().map_err(Unusable::Overflow)?;
+            vacancy
+                .connect(cluster.spec().connect_timeout, permit)
+                .await
+                .map_err(Unusable::Failed)
+        }
+    }
+}
+
+/// The request to send to a peer sidecar, before its body: everything but the attempt count
+/// is settled once, so a retry or a mirror copy only clones it.
 struct UpstreamRequest {
     method: Method,
-    uri: String,
+    uri: http::Uri,
     headers: HeaderMap,
     app_id: String,
-    kind: CallKind,
 }
 
 impl UpstreamRequest {
-    fn build(&self, body: MeshBody, attempt: u32) -> http::Request<MeshBody> {
-        let mut request = http::Request::new(body);
-        *request.method_mut() = self.method.clone();
-        match self.uri.parse() {
-            Ok(uri) => *request.uri_mut() = uri,
-            Err(error) => tracing::warn!(uri = self.uri, "unusable upstream URI: {error}"),
-        }
-        *request.version_mut() = http::Version::HTTP_2;
-        let headers = request.headers_mut();
-        for (name, value) in &self.headers {
-            if !is_hop_by_hop(name) {
-                headers.append(name.clone(), value.clone());
-            }
-        }
+    fn new(
+        method: Method,
+        uri: http::Uri,
+        mut headers: HeaderMap,
+        app_id: &str,
+        kind: CallKind,
+    ) -> Self {
+        remove_headers(&mut headers, is_hop_by_hop);
         // The one `te` value HTTP/2 allows; gRPC peers rely on it.
-        if self.kind == CallKind::GrpcProxy {
+        if kind == CallKind::GrpcProxy {
             headers.insert(http::header::TE, HeaderValue::from_static("trailers"));
         }
-        if let Ok(value) = HeaderValue::from_str(&self.app_id) {
+        if let Ok(value) = HeaderValue::from_str(app_id) {
             headers.insert(HeaderName::from_static(APP_ID_HEADER), value);
         }
         headers.insert(
             HeaderName::from_static(CALL_KIND_HEADER),
-            HeaderValue::from_static(self.kind.as_str()),
+            HeaderValue::from_static(kind.as_str()),
         );
+        Self {
+            method,
+            uri,
+            headers,
+            app_id: app_id.to_string(),
+        }
+    }
+
+    fn build(&self, body: MeshBody, attempt: u32) -> http::Request<MeshBody> {
+        let mut request = http::Request::new(body);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.version_mut() = http::Version::HTTP_2;
+        *request.headers_mut() = self.headers.clone();
         if attempt > 0 {
-            headers.insert(
+            request.headers_mut().insert(
                 HeaderName::from_static("x-envoy-attempt-count"),
                 HeaderValue::from(attempt + 1),
             );
@@ -638,6 +742,7 @@ fn should_retry(policy: &RetryPolicy, result: &TryResult) -> bool {
                 || (on.retriable_status_codes && policy.retriable_status_codes.contains(&status))
         }
         TryResult::TimedOut => on.server_error || on.gateway_error || on.reset,
+        TryResult::Overflow(_) => false,
         TryResult::Failed(SendError::Refused { .. }) => {
             on.refused_stream || on.server_error || on.reset
         }

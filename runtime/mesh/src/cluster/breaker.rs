@@ -1,7 +1,9 @@
-//! Circuit breakers: caps on concurrent requests, pending requests and retries per cluster.
+//! Circuit breakers: caps on open connections, concurrent requests, pending requests and retries
+//! per cluster.
 //!
 //! Each cap is a counter raised by taking a permit and lowered when the permit is dropped, so a
-//! request that ends in any way (answer, error, cancellation) gives its slot back.
+//! request or connection that ends in any way (answer, error, cancellation, close) gives its slot
+//! back.
 
 use std::fmt;
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// (kept across `ClusterManager::update`), so permits taken before an update still count after it.
 #[derive(Debug, Default)]
 pub(crate) struct BreakerCounters {
+    connections: AtomicU32,
     requests: AtomicU32,
     pending: AtomicU32,
     retries: AtomicU32,
@@ -19,6 +22,7 @@ pub(crate) struct BreakerCounters {
 impl BreakerCounters {
     fn counter(&self, threshold: BreakerThreshold) -> &AtomicU32 {
         match threshold {
+            BreakerThreshold::MaxConnections => &self.connections,
             BreakerThreshold::MaxRequests => &self.requests,
             BreakerThreshold::MaxPendingRequests => &self.pending,
             BreakerThreshold::MaxRetries => &self.retries,
@@ -34,6 +38,7 @@ impl BreakerCounters {
 /// Which circuit-breaker threshold a permit counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerThreshold {
+    MaxConnections,
     MaxRequests,
     MaxPendingRequests,
     MaxRetries,
@@ -43,6 +48,7 @@ impl BreakerThreshold {
     /// The Envoy field name.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::MaxConnections => "max_connections",
             Self::MaxRequests => "max_requests",
             Self::MaxPendingRequests => "max_pending_requests",
             Self::MaxRetries => "max_retries",
@@ -103,6 +109,13 @@ impl Drop for Slot {
     }
 }
 
+/// A slot under `max_connections`, held for the whole life of one connection (connecting
+/// included), by the task that drives it.
+#[derive(Debug)]
+pub struct ConnectionPermit {
+    _slot: Slot,
+}
+
 /// A slot under `max_requests`, held for the whole request.
 #[derive(Debug)]
 pub struct RequestPermit {
@@ -115,10 +128,20 @@ pub struct RetryPermit {
     _slot: Slot,
 }
 
-/// A slot under `max_pending_requests`, held while waiting for a connection.
+/// A slot under `max_pending_requests`, held while waiting for a usable connection (another
+/// request connecting, or this one connecting and handshaking).
 #[derive(Debug)]
 pub struct PendingPermit {
     _slot: Slot,
+}
+
+pub(crate) fn acquire_connection(
+    counters: &Arc<BreakerCounters>,
+    max: u32,
+    cluster: &Arc<str>,
+) -> Result<ConnectionPermit, Overflow> {
+    Slot::acquire(counters, BreakerThreshold::MaxConnections, max, cluster)
+        .map(|slot| ConnectionPermit { _slot: slot })
 }
 
 pub(crate) fn acquire_request(
@@ -159,9 +182,18 @@ mod tests {
         max_retries: u32,
         max_pending: u32,
     ) -> Arc<crate::cluster::Cluster> {
+        limited_connections(1024, max_requests, max_retries, max_pending)
+    }
+
+    fn limited_connections(
+        max_connections: u32,
+        max_requests: u32,
+        max_retries: u32,
+        max_pending: u32,
+    ) -> Arc<crate::cluster::Cluster> {
         cluster_with("limited", LbPolicy::RoundRobin, |spec| {
             spec.circuit_breakers = CircuitBreakerThresholds {
-                max_connections: 1024,
+                max_connections,
                 max_pending_requests: max_pending,
                 max_requests,
                 max_retries,
@@ -210,9 +242,85 @@ mod tests {
 
     #[test]
     fn zero_threshold_always_overflows() {
-        let cluster = limited(0, 0, 0);
+        let cluster = limited_connections(0, 0, 0, 0);
+        assert!(cluster.try_open_connection().is_err());
         assert!(cluster.try_start_request().is_err());
         assert!(cluster.try_start_retry().is_err());
         assert!(cluster.try_start_pending().is_err());
+    }
+
+    #[test]
+    fn max_connections_counts_open_connections_apart_from_requests() {
+        let cluster = limited_connections(2, 1, 1, 1);
+        let first = cluster.try_open_connection().unwrap();
+        let second = cluster.try_open_connection().unwrap();
+        let overflow = cluster.try_open_connection().unwrap_err();
+        assert_eq!(overflow.threshold, BreakerThreshold::MaxConnections);
+        assert_eq!(
+            overflow.to_string(),
+            "circuit breaker overflow: max_connections of cluster limited"
+        );
+        // Connections and requests are counted apart: two open connections with one request
+        // and one pending request between them.
+        let request = cluster.try_start_request().unwrap();
+        let pending = cluster.try_start_pending().unwrap();
+        let status = cluster.status();
+        assert_eq!(
+            (
+                status.connections_active,
+                status.requests_active,
+                status.pending_active
+            ),
+            (2, 1, 1)
+        );
+        drop((request, pending));
+        assert_eq!(cluster.status().connections_active, 2);
+
+        // A connection that closes gives its slot back.
+        drop(first);
+        assert_eq!(cluster.status().connections_active, 1);
+        let third = cluster.try_open_connection().unwrap();
+        drop((second, third));
+        let status = cluster.status();
+        assert_eq!(
+            (
+                status.connections_active,
+                status.requests_active,
+                status.pending_active
+            ),
+            (0, 0, 0)
+        );
+    }
+
+    #[test]
+    fn permits_taken_before_an_update_count_after_it() {
+        let manager = crate::cluster::ClusterManager::new();
+        let spec = |max_connections| {
+            crate::cluster::testing::spec_with("c", LbPolicy::RoundRobin, |spec| {
+                spec.circuit_breakers.max_connections = max_connections;
+            })
+        };
+        let update = |max_connections| {
+            let specs = std::iter::once(("c".to_string(), Arc::new(spec(max_connections))));
+            manager.update(&specs.collect());
+        };
+        update(2);
+        let old = manager.get("c").unwrap();
+        let open = old.try_open_connection().unwrap();
+        let pending = old.try_start_pending().unwrap();
+        // The threshold drops to 1: the connection opened before the update fills it.
+        update(1);
+        let new = manager.get("c").unwrap();
+        assert!(!Arc::ptr_eq(&old, &new));
+        assert_eq!(new.status().connections_active, 1);
+        assert_eq!(new.status().pending_active, 1);
+        assert_eq!(
+            new.try_open_connection().unwrap_err().threshold,
+            BreakerThreshold::MaxConnections
+        );
+        drop((open, pending));
+        assert_eq!(new.status().connections_active, 0);
+        assert_eq!(new.status().pending_active, 0);
+        assert!(new.try_open_connection().is_ok());
     }
 }

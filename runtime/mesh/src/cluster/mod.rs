@@ -3,7 +3,9 @@
 //!
 //! `ClusterManager` holds the current clusters; a request takes a `Cluster`, asks it for permits
 //! (circuit breakers) and an endpoint (`pick`), counts itself on the endpoint
-//! (`Endpoint::start_request`) and reports how it went (`Endpoint::record`).
+//! (`Endpoint::start_request`) and reports how it went (`Endpoint::record`). A request that has
+//! to wait for a connection holds a pending permit meanwhile, and each connection the
+//! cluster's pool opens holds a connection permit until it closes (`invoke` and `transport`).
 //!
 //! Priorities: a pick uses the lowest-numbered priority level that has at least one endpoint
 //! receiving traffic (health `Unknown`/`Healthy`/`Degraded` and not ejected). This is the simple
@@ -28,7 +30,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::time::Instant;
 
-pub use breaker::{BreakerThreshold, Overflow, PendingPermit, RequestPermit, RetryPermit};
+pub use breaker::{
+    BreakerThreshold, ConnectionPermit, Overflow, PendingPermit, RequestPermit, RetryPermit,
+};
 pub use endpoint::{ActiveRequest, Endpoint, Outcome};
 pub use status::{ClusterStatus, EndpointStatus, LocalityStatus, ThresholdsStatus, lb_policy_name};
 
@@ -97,6 +101,8 @@ pub struct Cluster {
     breakers: Arc<BreakerCounters>,
     /// In configuration order.
     endpoints: Vec<Arc<Endpoint>>,
+    /// Every endpoint address, sorted, without repeats (for `has_endpoint`).
+    addresses: Vec<SocketAddr>,
     /// By ascending priority number (most preferred first).
     levels: Vec<PriorityLevel>,
 }
@@ -166,6 +172,12 @@ impl Cluster {
                 endpoints,
             })
             .collect();
+        let mut addresses: Vec<SocketAddr> = endpoints
+            .iter()
+            .map(|endpoint| endpoint.address())
+            .collect();
+        addresses.sort_unstable();
+        addresses.dedup();
 
         Self {
             name: Arc::from(spec.name.as_str()),
@@ -174,6 +186,7 @@ impl Cluster {
                 .unwrap_or_default(),
             spec,
             endpoints,
+            addresses,
             levels,
         }
     }
@@ -189,6 +202,21 @@ impl Cluster {
     /// Every endpoint, in configuration order.
     pub fn endpoints(&self) -> &[Arc<Endpoint>] {
         &self.endpoints
+    }
+
+    /// Whether `address` is one of this version's endpoints.
+    pub fn has_endpoint(&self, address: SocketAddr) -> bool {
+        self.addresses.binary_search(&address).is_ok()
+    }
+
+    /// Circuit breaker on open connections (`max_connections`), taken before a new connection
+    /// is opened and held by it until it closes; `Err(Overflow)` → the caller answers 503 UO.
+    pub fn try_open_connection(&self) -> Result<ConnectionPermit, Overflow> {
+        breaker::acquire_connection(
+            &self.breakers,
+            self.spec.circuit_breakers.max_connections,
+            &self.name,
+        )
     }
 
     /// Circuit breaker on concurrent requests (`max_requests`); `Err(Overflow)` → the caller
@@ -210,7 +238,8 @@ impl Cluster {
         )
     }
 
-    /// `max_pending_requests`: requests waiting for a connection (held while connecting).
+    /// `max_pending_requests`: requests waiting for a usable connection (held while another
+    /// request connects, or while connecting and handshaking; never on a live connection).
     pub fn try_start_pending(&self) -> Result<PendingPermit, Overflow> {
         breaker::acquire_pending(
             &self.breakers,
@@ -241,6 +270,7 @@ impl Cluster {
             name: self.spec.name.clone(),
             lb_policy: lb_policy_name(self.spec.lb_policy),
             thresholds: self.spec.circuit_breakers.into(),
+            connections_active: self.breakers.active(BreakerThreshold::MaxConnections),
             requests_active: self.breakers.active(BreakerThreshold::MaxRequests),
             pending_active: self.breakers.active(BreakerThreshold::MaxPendingRequests),
             retries_active: self.breakers.active(BreakerThreshold::MaxRetries),
@@ -562,6 +592,16 @@ mod tests {
     }
 
     #[test]
+    fn has_endpoint_knows_every_address_of_the_version() {
+        let manager = manager_with(vec![two_priorities(HealthStatus::Healthy)]);
+        let cluster = manager.get("failover").unwrap();
+        for i in 1..=4 {
+            assert!(cluster.has_endpoint(addr(i)), "host {i}");
+        }
+        assert!(!cluster.has_endpoint(addr(5)));
+    }
+
+    #[test]
     fn manager_is_shareable_across_threads() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<ClusterManager>();
@@ -569,5 +609,7 @@ mod tests {
         assert_send_sync::<Endpoint>();
         assert_send_sync::<ActiveRequest>();
         assert_send_sync::<RequestPermit>();
+        assert_send_sync::<ConnectionPermit>();
+        assert_send_sync::<PendingPermit>();
     }
 }

@@ -13,7 +13,9 @@ pub struct ClusterStatus {
     /// Envoy's name for the policy, e.g. `ROUND_ROBIN`.
     pub lb_policy: &'static str,
     pub thresholds: ThresholdsStatus,
-    /// Requests, pending requests and retries holding a circuit-breaker slot now.
+    /// Connections (open or connecting), requests, pending requests and retries holding a
+    /// circuit-breaker slot now.
+    pub connections_active: u32,
     pub requests_active: u32,
     pub pending_active: u32,
     pub retries_active: u32,
