@@ -1,5 +1,11 @@
 //! `pubsub.kafka` and `bindings.kafka` on rdkafka: offsets are committed only after the app
 //! accepted a message, so an unacknowledged message is delivered again.
+//!
+//! Creating a component does not wait for the brokers; the first operation does. With
+//! `authType: password`, a SASL authentication failure that librdkafka reports (wrong
+//! `saslPassword`, unknown `saslUsername`, a `saslMechanism` the user has no credential for)
+//! fails the operation that needs the broker (creating a topic on publish or subscribe) within
+//! a second, with librdkafka's reason, instead of after librdkafka's request timeout.
 
 pub mod binding;
 pub mod settings;
@@ -17,22 +23,68 @@ use outrigger_components::pubsub::{
 use outrigger_components::{ComponentMetadata, InitError};
 use rdkafka::Message;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use self::binding::KafkaBinding;
+use self::settings::Auth;
 pub use self::settings::KafkaSettings;
 
 const FIRST_RETRY_DELAY: Duration = Duration::from_millis(50);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+/// How long an operation has to succeed despite a SASL failure on record before it fails with
+/// that failure: the credentials may have been fixed on the broker since, or the failure was a
+/// refused re-authentication of a live connection (tansu refuses every one, about a minute
+/// after each login), after which librdkafka logs in again at once.
+const SASL_FAILURE_GRACE: Duration = Duration::from_secs(1);
+
+/// The librdkafka callbacks of one component's clients (producer, admin, consumers): errors
+/// are logged as before, and SASL authentication failures are also kept, so that operations
+/// fail with them instead of waiting for a broker that will never accept the credentials.
+#[derive(Clone)]
+pub struct KafkaContext {
+    /// librdkafka's reason for the latest SASL failure; `None` after an operation succeeded.
+    sasl_failure: Arc<watch::Sender<Option<String>>>,
+}
+
+impl ClientContext for KafkaContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Authentication) {
+            self.sasl_failure.send_replace(Some(reason.to_string()));
+        }
+        tracing::error!(target: "librdkafka", "librdkafka: {error}: {reason}");
+    }
+}
+
+impl ConsumerContext for KafkaContext {}
+
+/// Resolves with the SASL failure on record, `grace` after noticing it, unless an operation
+/// succeeded meanwhile (which clears it; then it waits for the next failure).
+async fn sasl_failure(mut failures: watch::Receiver<Option<String>>, grace: Duration) -> String {
+    loop {
+        while failures.borrow_and_update().is_none() {
+            if failures.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+        tokio::time::sleep(grace).await;
+        if let Some(reason) = failures.borrow_and_update().clone() {
+            return reason;
+        }
+    }
+}
 
 /// The producer, consumers and topic bookkeeping shared by the pub/sub and the binding.
 pub struct KafkaClient {
     settings: KafkaSettings,
-    producer: FutureProducer,
-    admin: AdminClient<DefaultClientContext>,
+    context: KafkaContext,
+    producer: FutureProducer<KafkaContext>,
+    admin: AdminClient<KafkaContext>,
     known_topics: Mutex<HashSet<String>>,
 }
 
@@ -41,7 +93,11 @@ impl KafkaClient {
         let connect = |error: rdkafka::error::KafkaError| {
             InitError::Connect(format!("kafka at {}: {error}", settings.brokers))
         };
-        let producer: FutureProducer = settings
+        let context = KafkaContext {
+            sasl_failure: Arc::new(watch::Sender::new(None)),
+        };
+        // The producer connects at once, so a SASL failure is known before the first operation.
+        let producer: FutureProducer<KafkaContext> = settings
             .client_config()
             .set("acks", "all")
             // Send at once: each publish waits for its acknowledgement, so lingering only adds
@@ -51,12 +107,15 @@ impl KafkaClient {
                 "message.timeout.ms",
                 settings.operation_timeout.as_millis().to_string(),
             )
-            .create()
+            .create_with_context(context.clone())
             .map_err(connect)?;
-        let admin: AdminClient<DefaultClientContext> =
-            settings.client_config().create().map_err(connect)?;
+        let admin: AdminClient<KafkaContext> = settings
+            .client_config()
+            .create_with_context(context.clone())
+            .map_err(connect)?;
         Ok(Self {
             settings,
+            context,
             producer,
             admin,
             known_topics: Mutex::default(),
@@ -75,18 +134,27 @@ impl KafkaClient {
             return Ok(());
         }
         let new_topic = NewTopic::new(topic, self.settings.partitions, TopicReplication::Fixed(1));
-        let options = AdminOptions::new().operation_timeout(Some(self.settings.operation_timeout));
-        let results = self
-            .admin
-            .create_topics([&new_topic], &options)
-            .await
-            .map_err(|error| format!("creating topic {topic}: {error}"))?;
+        // The request timeout bounds the whole call, waiting for a broker included (librdkafka's
+        // default is 60 s).
+        let options = AdminOptions::new()
+            .operation_timeout(Some(self.settings.operation_timeout))
+            .request_timeout(Some(self.settings.operation_timeout));
+        let failures = self.context.sasl_failure.subscribe();
+        let results = tokio::select! {
+            results = self.admin.create_topics([&new_topic], &options) => {
+                results.map_err(|error| self.explain(format!("creating topic {topic}: {error}")))?
+            }
+            reason = sasl_failure(failures, SASL_FAILURE_GRACE) => {
+                return Err(self.sasl_error(&reason));
+            }
+        };
         for result in results {
             match result {
-                Ok(_) | Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((name, code)) => return Err(format!("creating topic {name}: {code}")),
             }
         }
+        self.authenticated();
         self.known_topics
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -100,19 +168,50 @@ impl KafkaClient {
         if let Some(key) = key {
             record = record.key(key);
         }
+        // Not cut short by a SASL failure: a message handed to librdkafka may still be delivered.
         self.producer
             .send(record, self.settings.operation_timeout)
             .await
-            .map(drop)
-            .map_err(|(error, _)| format!("kafka: publishing to {topic}: {error}"))
+            .map(|_| self.authenticated())
+            .map_err(|(error, _)| self.explain(format!("kafka: publishing to {topic}: {error}")))
+    }
+
+    /// An operation succeeded, so the credentials work (again).
+    fn authenticated(&self) {
+        self.context
+            .sasl_failure
+            .send_if_modified(|failure| failure.take().is_some());
+    }
+
+    fn sasl_error(&self, reason: &str) -> String {
+        let who = match &self.settings.auth {
+            Auth::Password {
+                username,
+                mechanism,
+                ..
+            } => format!(" as {username:?} with {mechanism}"),
+            Auth::None => String::new(),
+        };
+        format!(
+            "kafka at {}: SASL authentication{who} failed (check saslUsername, saslPassword and saslMechanism): {reason}",
+            self.settings.brokers
+        )
+    }
+
+    /// `error`, with the SASL failure on record if there is one (a timeout may be its effect).
+    fn explain(&self, error: String) -> String {
+        match self.context.sasl_failure.borrow().as_deref() {
+            Some(reason) => format!("{error} (the latest SASL failure: {reason})"),
+            None => error,
+        }
     }
 
     /// A consumer in the component's group, subscribed to `topics`, committing by hand.
-    pub async fn consumer(&self, topics: &[&str]) -> Result<StreamConsumer, String> {
+    pub async fn consumer(&self, topics: &[&str]) -> Result<StreamConsumer<KafkaContext>, String> {
         for topic in topics {
             self.ensure_topic(topic).await?;
         }
-        let consumer: StreamConsumer = self
+        let consumer: StreamConsumer<KafkaContext> = self
             .settings
             .client_config()
             .set("group.id", &self.settings.consumer_group)
@@ -137,7 +236,7 @@ impl KafkaClient {
                     "latest"
                 },
             )
-            .create()
+            .create_with_context(self.context.clone())
             .map_err(|error| format!("kafka consumer: {error}"))?;
         consumer
             .subscribe(topics)
@@ -148,8 +247,11 @@ impl KafkaClient {
 
 /// Reads messages one at a time and hands each to `deliver`; commits its offset once
 /// `deliver` says so. Ends when `stop` is cancelled.
-pub async fn consume<F, Fut>(consumer: StreamConsumer, stop: CancellationToken, mut deliver: F)
-where
+pub async fn consume<F, Fut>(
+    consumer: StreamConsumer<KafkaContext>,
+    stop: CancellationToken,
+    mut deliver: F,
+) where
     F: FnMut(String, Bytes, HashMap<String, String>) -> Fut,
     Fut: Future<Output = bool>,
 {
@@ -323,9 +425,84 @@ impl PubSub for KafkaPubSub {
 
 #[cfg(test)]
 mod tests {
-    use outrigger_test_harness::KafkaBroker;
+    use std::time::Instant;
+
+    use outrigger_test_harness::{KafkaBroker, Scram};
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_sasl_failure_ends_the_wait_unless_an_operation_succeeds_within_the_grace() {
+        let grace = Duration::from_millis(200);
+        let failures = watch::Sender::new(None::<String>);
+        let started = Instant::now();
+        let waiting = tokio::spawn(sasl_failure(failures.subscribe(), grace));
+        tokio::time::sleep(grace * 2).await;
+        assert!(!waiting.is_finished(), "no failure on record");
+        failures.send_replace(Some("bad password".into()));
+        let reason = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("ends")
+            .expect("task");
+        assert_eq!(reason, "bad password");
+        assert!(started.elapsed() >= grace * 3);
+        // A success within the grace period clears it: then only a new failure ends the wait.
+        let waiting = tokio::spawn(sasl_failure(failures.subscribe(), grace));
+        tokio::time::sleep(grace / 4).await;
+        failures.send_replace(None);
+        tokio::time::sleep(grace * 2).await;
+        assert!(!waiting.is_finished(), "cleared within the grace period");
+        failures.send_replace(Some("unknown user".into()));
+        let reason = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("ends")
+            .expect("task");
+        assert_eq!(reason, "unknown user");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn publishes_with_scram_and_fails_fast_with_the_sasl_failure() {
+        let broker = KafkaBroker::start_with_user("alice", "secret", Scram::Sha512)
+            .expect("authenticating tansu");
+        let address = broker.address();
+        let pubsub = |password: &str| {
+            KafkaPubSub::from_metadata(&ComponentMetadata::from_pairs([
+                ("brokers", address.as_str()),
+                ("authType", "password"),
+                ("saslUsername", "alice"),
+                ("saslPassword", password),
+                ("saslMechanism", "SHA-512"),
+                ("disableTls", "true"),
+            ]))
+            .expect("client")
+        };
+        let request = PublishRequest {
+            topic: "sasl".into(),
+            data: Bytes::from_static(b"event"),
+            content_type: None,
+            metadata: HashMap::new(),
+        };
+        pubsub("secret")
+            .publish(request.clone())
+            .await
+            .expect("publish as alice with SCRAM-SHA-512");
+        let wrong = pubsub("wrong");
+        // The producer connects at once: the failure is known before the publish.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let started = Instant::now();
+        let error = wrong.publish(request).await.expect_err("wrong password");
+        assert!(
+            error
+                .to_string()
+                .contains("SASL authentication as \"alice\" with SCRAM-SHA-512 failed"),
+            "{error}"
+        );
+        assert!(
+            started.elapsed() < SASL_FAILURE_GRACE + Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn binding_passes_input_and_output_conformance() {

@@ -7,7 +7,7 @@ pub mod redis_server;
 pub mod sidecar;
 
 pub use ads_server::{AckRecord, SentResponse, TestAdsServer, WaitTimeout};
-pub use kafka_broker::KafkaBroker;
+pub use kafka_broker::{KafkaBroker, KafkaUser, Scram};
 pub use redis_server::{RedisOptions, RedisServer};
 pub use sidecar::{Sidecar, SidecarBuilder, outrigger_binary};
 

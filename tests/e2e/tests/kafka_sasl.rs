@@ -1,0 +1,307 @@
+//! Kafka with SASL authentication (`authType: password`) through a real sidecar process and a
+//! real Kafka-protocol broker (tansu with `--authentication`): SCRAM-SHA-256 and SCRAM-SHA-512
+//! users publish and receive through `pubsub.kafka` and `bindings.kafka`; wrong credentials
+//! fail the publish and the binding call within about a second with the SASL cause (not after
+//! librdkafka's 60 s request timeout), and the subscription says why it was not opened. tansu
+//! 0.6 authenticates SCRAM only (no PLAIN), so that is what is tested here.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use outrigger_test_harness::{KafkaBroker, KafkaUser, Scram, Sidecar, SidecarBuilder};
+use serde_json::{Value, json};
+
+/// An app that subscribes to `orders256` on `events256` and `orders512` on `events512`, and
+/// records every delivery as (route, data).
+#[derive(Clone, Default)]
+struct App {
+    received: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl App {
+    fn has(&self, route: &str, data: &str) -> bool {
+        self.received
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|(r, d)| r == route && d == data)
+    }
+
+    async fn wait_for(&self, route: &str, data: &str, broker: &KafkaBroker, sidecar: &Sidecar) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.has(route, data) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {data:?} on /{route}; received {:?}\nsidecar log:\n{}\nbroker log:\n{}",
+                self.received.lock().expect("lock"),
+                sidecar.log(),
+                broker.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+async fn serve_app(app: App) -> u16 {
+    async fn receive(State(app): State<App>, Path(route): Path<String>, body: String) {
+        // Pub/sub deliveries are CloudEvents; input binding events are the raw data.
+        let data = serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|event| {
+                event
+                    .get("data")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .unwrap_or(body);
+        app.received.lock().expect("lock").push((route, data));
+    }
+    let router = Router::new()
+        .route(
+            "/dapr/subscribe",
+            get(|| async {
+                axum::Json(json!([
+                    {"pubsubname": "events256", "topic": "orders256", "route": "/orders256"},
+                    {"pubsubname": "events512", "topic": "orders512", "route": "/orders512"},
+                ]))
+            }),
+        )
+        .route("/{route}", post(receive))
+        .with_state(app);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move { axum::serve(listener, router).await.expect("app") });
+    port
+}
+
+/// Dapr Component YAML for a Kafka component with `authType: password` over plaintext.
+fn component(
+    name: &str,
+    component_type: &str,
+    broker: &KafkaBroker,
+    (username, password, mechanism): (&str, &str, &str),
+    extra: &[(&str, &str)],
+) -> String {
+    let mut yaml = format!(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  type: {component_type}\n  version: v1\n  metadata:\n"
+    );
+    for (key, value) in [
+        ("brokers", broker.address().as_str()),
+        ("authType", "password"),
+        ("saslUsername", username),
+        ("saslPassword", password),
+        ("saslMechanism", mechanism),
+        ("disableTls", "true"),
+        ("consumerGroup", name),
+        ("initialOffset", "oldest"),
+    ]
+    .iter()
+    .chain(extra)
+    {
+        yaml.push_str(&format!("  - name: {key}\n    value: \"{value}\"\n"));
+    }
+    yaml
+}
+
+/// A sidecar with `components` (YAML), delivering to the app on `app_port`.
+async fn start_sidecar(components: &[String], app_port: u16) -> (tempfile::TempDir, Sidecar) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (index, yaml) in components.iter().enumerate() {
+        std::fs::write(dir.path().join(format!("component-{index}.yaml")), yaml)
+            .expect("write component");
+    }
+    let sidecar = SidecarBuilder::new("kafka-sasl-app")
+        .resources_path(dir.path())
+        .arg("--app-port")
+        .arg(&app_port.to_string())
+        .spawn();
+    assert!(
+        outrigger_e2e::wait_until_app_ready(&sidecar.http_url(""), Duration::from_secs(30)).await,
+        "sidecar never became ready:\n{}",
+        sidecar.log()
+    );
+    (dir, sidecar)
+}
+
+/// POSTs `body` and returns the status and the body.
+async fn post_json(sidecar: &Sidecar, path: &str, body: &str) -> (reqwest::StatusCode, String) {
+    let response = reqwest::Client::new()
+        .post(sidecar.http_url(path))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("request");
+    let status = response.status();
+    (status, response.text().await.expect("body"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scram_users_publish_and_receive_through_pubsub_and_binding() {
+    let broker = KafkaBroker::start_with_users(&[
+        KafkaUser::new("alice", "alice-secret", Scram::Sha256),
+        KafkaUser::new("bob", "bob-secret", Scram::Sha512),
+    ])
+    .expect("authenticating tansu broker");
+    let alice = ("alice", "alice-secret", "SHA-256");
+    let app = App::default();
+    let port = serve_app(app.clone()).await;
+    let (_dir, sidecar) = start_sidecar(
+        &[
+            component("events256", "pubsub.kafka", &broker, alice, &[]),
+            component(
+                "events512",
+                "pubsub.kafka",
+                &broker,
+                ("bob", "bob-secret", "SHA-512"),
+                &[],
+            ),
+            component(
+                "stream",
+                "bindings.kafka",
+                &broker,
+                alice,
+                &[("topics", "ingest"), ("publishTopic", "ingest")],
+            ),
+        ],
+        port,
+    )
+    .await;
+
+    for (pubsub, topic, data) in [
+        ("events256", "orders256", "via-scram-sha-256"),
+        ("events512", "orders512", "via-scram-sha-512"),
+    ] {
+        let (status, body) = post_json(
+            &sidecar,
+            &format!("/v1.0/publish/{pubsub}/{topic}"),
+            &json!(data).to_string(),
+        )
+        .await;
+        assert_eq!(
+            status,
+            reqwest::StatusCode::NO_CONTENT,
+            "publish on {pubsub}: {body}\nsidecar log:\n{}\nbroker log:\n{}",
+            sidecar.log(),
+            broker.log()
+        );
+        app.wait_for(topic, data, &broker, &sidecar).await;
+    }
+
+    // The binding's output publishes with SASL, its input reads back with SASL.
+    let (status, body) = post_json(
+        &sidecar,
+        "/v1.0/bindings/stream",
+        r#"{"operation":"create","data":"via-binding"}"#,
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::NO_CONTENT, "binding: {body}");
+    app.wait_for("stream", "via-binding", &broker, &sidecar)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_fail_fast_with_the_sasl_cause() {
+    let broker = KafkaBroker::start_with_user("alice", "alice-secret", Scram::Sha256)
+        .expect("authenticating tansu broker");
+    let app = App::default();
+    let port = serve_app(app.clone()).await;
+    let wrong_password = ("alice", "not-her-password", "SHA-256");
+    // The component does not connect at start-up: the sidecar starts, and each operation that
+    // needs the broker fails with the reason.
+    let (_dir, sidecar) = start_sidecar(
+        &[
+            component("events256", "pubsub.kafka", &broker, wrong_password, &[]),
+            // alice has no SCRAM-SHA-512 credential.
+            component(
+                "events512",
+                "pubsub.kafka",
+                &broker,
+                ("alice", "alice-secret", "SHA-512"),
+                &[],
+            ),
+            component(
+                "stream",
+                "bindings.kafka",
+                &broker,
+                wrong_password,
+                &[("publishTopic", "ingest")],
+            ),
+        ],
+        port,
+    )
+    .await;
+
+    for (pubsub, topic, mechanism) in [
+        ("events256", "orders256", "SCRAM-SHA-256"),
+        ("events512", "orders512", "SCRAM-SHA-512"),
+    ] {
+        let started = Instant::now();
+        let (status, body) = post_json(
+            &sidecar,
+            &format!("/v1.0/publish/{pubsub}/{topic}"),
+            r#""never delivered""#,
+        )
+        .await;
+        let took = started.elapsed();
+        assert_eq!(
+            status,
+            reqwest::StatusCode::INTERNAL_SERVER_ERROR,
+            "{pubsub}: {body}"
+        );
+        let error: Value = serde_json::from_str(&body).expect("Dapr error JSON");
+        assert_eq!(error["errorCode"], "ERR_PUBSUB_PUBLISH_MESSAGE", "{body}");
+        let message = error["message"].as_str().expect("message");
+        for expected in [
+            format!("pubsub {pubsub}"),
+            format!("SASL authentication as \"alice\" with {mechanism} failed"),
+            "check saslUsername, saslPassword and saslMechanism".to_string(),
+            format!("{}/bootstrap: SASL authentication error", broker.address()),
+        ] {
+            assert!(
+                message.contains(&expected),
+                "{pubsub}: {expected:?} not in {message:?}"
+            );
+        }
+        assert!(
+            took < Duration::from_secs(5),
+            "{pubsub}: the failed publish took {took:?} (not the SASL failure but a timeout?)"
+        );
+    }
+
+    let started = Instant::now();
+    let (status, body) = post_json(
+        &sidecar,
+        "/v1.0/bindings/stream",
+        r#"{"operation":"create","data":"never delivered"}"#,
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    let error: Value = serde_json::from_str(&body).expect("Dapr error JSON");
+    assert_eq!(error["errorCode"], "ERR_INVOKE_OUTPUT_BINDING", "{body}");
+    assert!(
+        error["message"].as_str().is_some_and(|message| message
+            .contains("SASL authentication as \"alice\" with SCRAM-SHA-256 failed")),
+        "{body}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "{body}");
+
+    // The subscriptions were not opened, and the log says why.
+    assert!(
+        sidecar.wait_for_log("cannot subscribe", Duration::from_secs(10)),
+        "{}",
+        sidecar.log()
+    );
+    let log = sidecar.log();
+    assert!(
+        log.lines().any(|line| line.contains("cannot subscribe")
+            && line.contains("SASL authentication as \"alice\" with SCRAM-SHA-512 failed")),
+        "{log}"
+    );
+    assert!(app.received.lock().expect("lock").is_empty());
+}
