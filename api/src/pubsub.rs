@@ -12,7 +12,7 @@ use outrigger_components::pubsub::{
 use outrigger_components::{ComponentRegistry, RegisteredPubSub};
 use serde_json::{Map, Value};
 
-use crate::cloudevents::{self, CLOUDEVENTS_CONTENT_TYPE, EventContext};
+use crate::cloudevents::{self, CLOUDEVENTS_CONTENT_TYPE, EnvelopeOverrides, EventContext};
 use crate::error::ApiError;
 use crate::resiliency::{PolicyError, Resiliency};
 
@@ -64,6 +64,26 @@ where
         })
 }
 
+/// What every event of one publish request shares: its time and its trace.
+struct PublishMoment<'a> {
+    time: String,
+    traceparent: String,
+    tracestate: &'a str,
+}
+
+impl<'a> PublishMoment<'a> {
+    fn new(trace: &'a TraceContext) -> Self {
+        Self {
+            time: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            traceparent: trace
+                .traceparent
+                .clone()
+                .unwrap_or_else(cloudevents::new_traceparent),
+            tracestate: trace.tracestate.as_deref().unwrap_or(""),
+        }
+    }
+}
+
 impl PubSubApi {
     pub fn new(
         registry: Arc<ComponentRegistry>,
@@ -110,7 +130,8 @@ impl PubSubApi {
         trace: &TraceContext,
     ) -> Result<(), ApiError> {
         let registered = self.target(pubsub, topic)?;
-        let (data, content_type) = self.envelope(pubsub, topic, &input, trace)?;
+        let (data, content_type) =
+            self.envelope(pubsub, topic, &input, &PublishMoment::new(trace))?;
         let request = PublishRequest {
             topic: topic.to_string(),
             data,
@@ -137,16 +158,22 @@ impl PubSubApi {
         trace: &TraceContext,
     ) -> Result<Vec<BulkPublishFailure>, ApiError> {
         let registered = self.target(pubsub, topic)?;
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = std::collections::HashSet::with_capacity(entries.len());
+        if let Some(entry) = entries
+            .iter()
+            .find(|entry| entry.entry_id.is_empty() || !seen.insert(entry.entry_id.as_str()))
+        {
+            return Err(ApiError::malformed_events(format!(
+                "entryId {:?} is empty or duplicated; every entry needs a unique entryId",
+                entry.entry_id
+            )));
+        }
+        drop(seen);
         let mut wire_entries = Vec::with_capacity(entries.len());
+        // One request, one moment: every entry carries the same time and trace.
+        let moment = PublishMoment::new(trace);
         for entry in entries {
-            if entry.entry_id.is_empty() || !seen.insert(entry.entry_id.clone()) {
-                return Err(ApiError::malformed_events(format!(
-                    "entryId {:?} is empty or duplicated; every entry needs a unique entryId",
-                    entry.entry_id
-                )));
-            }
-            let (data, content_type) = self.envelope(pubsub, topic, &entry.event, trace)?;
+            let (data, content_type) = self.envelope(pubsub, topic, &entry.event, &moment)?;
             wire_entries.push(BulkPublishEntry {
                 entry_id: entry.entry_id,
                 data,
@@ -154,8 +181,16 @@ impl PubSubApi {
                 metadata: entry.event.metadata,
             });
         }
-        protected(self.resiliency.outbound(pubsub), || {
-            registered.pubsub.bulk_publish(topic, wire_entries.clone())
+        // A thousand entries are copied only when a retry may need them again.
+        let policy = self.resiliency.outbound(pubsub);
+        let kept_for_retries = policy.retries().then(|| wire_entries.clone());
+        let mut first_attempt = Some(wire_entries);
+        protected(policy, || {
+            let entries = first_attempt
+                .take()
+                .or_else(|| kept_for_retries.clone())
+                .unwrap_or_default();
+            registered.pubsub.bulk_publish(topic, entries)
         })
         .await
         .map_err(|error| ApiError::PublishFailed {
@@ -171,7 +206,7 @@ impl PubSubApi {
         pubsub: &str,
         topic: &str,
         input: &PublishInput,
-        trace: &TraceContext,
+        moment: &PublishMoment<'_>,
     ) -> Result<(Bytes, String), ApiError> {
         let metadata = &input.metadata;
         if metadata
@@ -200,29 +235,20 @@ impl PubSubApi {
             }
             None => None,
         };
-        let time = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-        let generated_trace;
-        let traceparent = match &trace.traceparent {
-            Some(traceparent) => traceparent.as_str(),
-            None => {
-                generated_trace = cloudevents::new_traceparent();
-                generated_trace.as_str()
-            }
-        };
         let context = EventContext {
             source: &self.app_id,
             topic,
             pubsub,
-            traceparent,
-            tracestate: trace.tracestate.as_deref().unwrap_or(""),
-            time: &time,
+            traceparent: &moment.traceparent,
+            tracestate: moment.tracestate,
+            time: &moment.time,
             expiration: expiration.as_deref(),
         };
         let is_cloud_event = input
             .content_type
             .as_deref()
             .is_some_and(|content_type| content_type.starts_with(CLOUDEVENTS_CONTENT_TYPE));
-        let event = if is_cloud_event {
+        let bytes = if is_cloud_event {
             let parsed: Map<String, Value> = serde_json::from_slice(&input.data).map_err(
                 |error| ApiError::CloudEventMalformed {
                     message: format!(
@@ -230,25 +256,34 @@ impl PubSubApi {
                     ),
                 },
             )?;
-            cloudevents::complete(parsed, &context)
+            serde_json::to_vec(&cloudevents::complete(parsed, &context))
         } else {
-            let mut event = cloudevents::wrap(&input.data, input.content_type.as_deref(), &context);
             // Dapr lets the publisher set envelope fields through `cloudevent.<field>` metadata.
-            for field in [
-                "id",
-                "source",
-                "type",
-                "traceid",
-                "traceparent",
-                "tracestate",
-            ] {
-                if let Some(value) = metadata.get(&format!("cloudevent.{field}")) {
-                    event.insert(field.to_string(), Value::String(value.clone()));
+            let overrides = if metadata.keys().any(|key| key.starts_with("cloudevent.")) {
+                let field = |name: &str| {
+                    metadata
+                        .get(&format!("cloudevent.{name}"))
+                        .map(String::as_str)
+                };
+                EnvelopeOverrides {
+                    id: field("id"),
+                    source: field("source"),
+                    event_type: field("type"),
+                    traceid: field("traceid"),
+                    traceparent: field("traceparent"),
+                    tracestate: field("tracestate"),
                 }
-            }
-            event
-        };
-        let bytes = serde_json::to_vec(&event).map_err(|error| ApiError::CloudEventMalformed {
+            } else {
+                EnvelopeOverrides::default()
+            };
+            cloudevents::encode_new(
+                &input.data,
+                input.content_type.as_deref(),
+                &context,
+                &overrides,
+            )
+        }
+        .map_err(|error| ApiError::CloudEventMalformed {
             message: error.to_string(),
         })?;
         Ok((Bytes::from(bytes), CLOUDEVENTS_CONTENT_TYPE.to_string()))

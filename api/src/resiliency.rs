@@ -116,6 +116,11 @@ pub enum PolicyError<E> {
 }
 
 impl Policy {
+    /// Whether a failed call may be made again (the caller must keep what it sends).
+    pub fn retries(&self) -> bool {
+        self.retry.is_some()
+    }
+
     /// Runs `call` under the policy; only errors `retriable` accepts are retried (an ETag
     /// conflict, say, is final).
     pub async fn run<T, E, F, Fut>(

@@ -1,5 +1,6 @@
 //! Shared helpers for the end-to-end tests: in-process sidecars and component files.
 
+pub mod bench;
 pub mod mesh;
 
 use std::path::Path;

@@ -71,10 +71,10 @@ fn start_nginx(dir: &Path, name: &str, listen: u16, upstream: u16) -> anyhow::Re
     Ok(child)
 }
 
-/// User + system CPU seconds of a process so far.
-fn cpu_seconds(pid: u32) -> f64 {
+/// User and system CPU seconds of a process so far.
+fn cpu_seconds(pid: u32) -> (f64, f64) {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
+        return (0.0, 0.0);
     };
     // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
@@ -85,7 +85,8 @@ fn cpu_seconds(pid: u32) -> f64 {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    (ticks(11) + ticks(12)) / clock_ticks_per_second()
+    let per_second = clock_ticks_per_second();
+    (ticks(11) / per_second, ticks(12) / per_second)
 }
 
 fn clock_ticks_per_second() -> f64 {
@@ -98,23 +99,35 @@ fn clock_ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
-fn rss_megabytes(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
-                .and_then(|value| {
-                    value
-                        .trim()
-                        .trim_end_matches("kB")
-                        .trim()
-                        .parse::<f64>()
-                        .ok()
-                })
-        })
-        .map_or(0.0, |kilobytes| kilobytes / 1024.0)
+/// Resident memory of a process in MB: total, anonymous (its own), and file-backed (code and
+/// read-only data of the binary and libraries, shared with every process mapping them).
+struct Resident {
+    total: f64,
+    anonymous: f64,
+    file: f64,
+}
+
+fn resident(pid: u32) -> Resident {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|value| {
+                value
+                    .trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .map_or(0.0, |kilobytes| kilobytes / 1024.0)
+    };
+    Resident {
+        total: field("VmRSS:"),
+        anonymous: field("RssAnon:"),
+        file: field("RssFile:"),
+    }
 }
 
 async fn wait_until_answering(address: SocketAddr, path: &str) -> anyhow::Result<()> {
@@ -278,11 +291,21 @@ async fn main() -> anyhow::Result<()> {
     let mut back = start_nginx(dir.path(), "back", nginx_back, app_port)?;
     let mut front = start_nginx(dir.path(), "front", nginx_front, nginx_back)?;
 
+    // The floor of any two-hop path here: two byte relays, no HTTP at all.
+    let relay_back = outrigger_e2e::bench::spawn_tcp_relay(app_port)?;
+    let relay_front = outrigger_e2e::bench::spawn_tcp_relay(relay_back)?;
+
     let local = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
     let scenarios = [
         Scenario {
             name: "direct app",
             address: local(app_port),
+            path: "/echo",
+            hops: vec![],
+        },
+        Scenario {
+            name: "two TCP relays (floor)",
+            address: local(relay_front),
             path: "/echo",
             hops: vec![],
         },
@@ -307,7 +330,7 @@ async fn main() -> anyhow::Result<()> {
         "invoke-bench: {rate} rps for {seconds} s over {connections} connections, {RESPONSE_SIZE}-byte answers"
     );
     println!(
-        "{:<24} {:>9} {:>9} {:>9} {:>10} {:>10} {:>16} {:>10} {:>7}",
+        "{:<24} {:>7} {:>7} {:>8} {:>7} {:>7} {:>15} {:>17} {:>20} {:>6}",
         "path",
         "p50 µs",
         "p99 µs",
@@ -315,7 +338,8 @@ async fn main() -> anyhow::Result<()> {
         "+p50 µs",
         "+p99 µs",
         "vCPU/1k rps/hop",
-        "RSS MB/hop",
+        "CPU µs/req user+sys",
+        "RSS MB/hop (anon+file)",
         "errors"
     );
     let mut baseline: Option<(u64, u64)> = None;
@@ -329,7 +353,8 @@ async fn main() -> anyhow::Result<()> {
             connections,
         )
         .await?;
-        let cpu_before: Vec<f64> = scenario.hops.iter().map(|pid| cpu_seconds(*pid)).collect();
+        let cpu_before: Vec<(f64, f64)> =
+            scenario.hops.iter().map(|pid| cpu_seconds(*pid)).collect();
         let figures = open_loop(
             scenario.address,
             scenario.path,
@@ -338,42 +363,57 @@ async fn main() -> anyhow::Result<()> {
             connections,
         )
         .await?;
-        let cpu_after: Vec<f64> = scenario.hops.iter().map(|pid| cpu_seconds(*pid)).collect();
+        let cpu_after: Vec<(f64, f64)> =
+            scenario.hops.iter().map(|pid| cpu_seconds(*pid)).collect();
         let p50 = figures.latency.value_at_quantile(0.50);
         let p99 = figures.latency.value_at_quantile(0.99);
         let p999 = figures.latency.value_at_quantile(0.999);
         let (base50, base99) = *baseline.get_or_insert((p50, p99));
         let hops = scenario.hops.len().max(1) as f64;
-        let cpu_per_hop: f64 = cpu_after
-            .iter()
-            .zip(&cpu_before)
-            .map(|(after, before)| after - before)
-            .sum::<f64>()
-            / hops;
-        let vcpu_per_1k = cpu_per_hop / seconds as f64 * (1000.0 / rate as f64);
-        let rss = scenario
-            .hops
-            .iter()
-            .map(|pid| rss_megabytes(*pid))
-            .sum::<f64>()
-            / hops;
+        let (user, system) = cpu_after.iter().zip(&cpu_before).fold(
+            (0.0, 0.0),
+            |(user, system), (after, before)| {
+                (user + after.0 - before.0, system + after.1 - before.1)
+            },
+        );
+        let (user, system) = (user / hops, system / hops);
+        let vcpu_per_1k = (user + system) / seconds as f64 * (1000.0 / rate as f64);
+        let requests = (rate * seconds) as f64;
+        let micros_per_request = |cpu: f64| cpu * 1e6 / requests;
+        let memory: Vec<Resident> = scenario.hops.iter().map(|pid| resident(*pid)).collect();
+        let average = |pick: fn(&Resident) -> f64| memory.iter().map(pick).sum::<f64>() / hops;
+        let no_hops = scenario.hops.is_empty();
         println!(
-            "{:<24} {:>9} {:>9} {:>9} {:>10} {:>10} {:>16} {:>10} {:>7}",
+            "{:<24} {:>7} {:>7} {:>8} {:>7} {:>7} {:>15} {:>17} {:>20} {:>6}",
             scenario.name,
             p50,
             p99,
             p999,
             p50 as i64 - base50 as i64,
             p99 as i64 - base99 as i64,
-            if scenario.hops.is_empty() {
+            if no_hops {
                 "-".to_string()
             } else {
                 format!("{vcpu_per_1k:.4}")
             },
-            if scenario.hops.is_empty() {
+            if no_hops {
                 "-".to_string()
             } else {
-                format!("{rss:.1}")
+                format!(
+                    "{:.0}+{:.0}",
+                    micros_per_request(user),
+                    micros_per_request(system)
+                )
+            },
+            if no_hops {
+                "-".to_string()
+            } else {
+                format!(
+                    "{:.1} ({:.1}+{:.1})",
+                    average(|m| m.total),
+                    average(|m| m.anonymous),
+                    average(|m| m.file)
+                )
             },
             figures.errors,
         );

@@ -46,36 +46,6 @@ fn micros(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1e6
 }
 
-/// A byte-for-byte TCP relay to Redis on its own thread: the cost of one extra loopback hop on
-/// this machine, the floor for any sidecar between an app and its store.
-fn spawn_tcp_relay(redis_port: u16) -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let port = listener.local_addr()?.port();
-    listener.set_nonblocking(true)?;
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("relay runtime");
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("relay listener");
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let Ok(mut outbound) =
-                        tokio::net::TcpStream::connect(("127.0.0.1", redis_port)).await
-                    else {
-                        return;
-                    };
-                    let _ = inbound.set_nodelay(true);
-                    let _ = outbound.set_nodelay(true);
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                });
-            }
-        });
-    });
-    Ok(port)
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let iterations: usize = std::env::args()
@@ -102,7 +72,7 @@ async fn main() -> anyhow::Result<()> {
         .spawn();
 
     let mut direct = redis.client().await;
-    let relay_port = spawn_tcp_relay(redis.port())?;
+    let relay_port = outrigger_e2e::bench::spawn_tcp_relay(redis.port())?;
     let mut relayed = redis::Client::open(format!("redis://127.0.0.1:{relay_port}/"))?
         .get_multiplexed_async_connection()
         .await?;
