@@ -97,12 +97,14 @@ impl ComponentFactories {
         });
         pubsub.insert("pubsub.kafka", |metadata| {
             Box::pin(async move {
-                Ok(Arc::new(KafkaPubSub::from_metadata(&metadata)?) as Arc<dyn PubSub>)
+                // Connects, as Dapr's init does: an unreachable broker or refused credentials
+                // fail the component (and start-up, unless `ignoreErrors`).
+                Ok(Arc::new(KafkaPubSub::connect(&metadata).await?) as Arc<dyn PubSub>)
             })
         });
         bindings.insert("bindings.kafka", |metadata| {
             Box::pin(async move {
-                let binding = Arc::new(KafkaBinding::from_metadata(&metadata)?);
+                let binding = Arc::new(KafkaBinding::connect(&metadata).await?);
                 Ok(BindingParts {
                     input: binding.has_input().then(|| Arc::clone(&binding) as _),
                     output: binding.has_output().then_some(binding as _),

@@ -26,7 +26,30 @@ pub struct KafkaBinding {
 }
 
 impl KafkaBinding {
+    /// Dapr's init: fails unless a broker answers and accepts the credentials.
+    pub async fn connect(metadata: &ComponentMetadata) -> Result<Self, InitError> {
+        let (settings, topics, publish_topic) = Self::settings(metadata)?;
+        Ok(Self {
+            client: Arc::new(KafkaClient::connect(settings).await?),
+            topics,
+            publish_topic,
+        })
+    }
+
+    /// Without waiting for a broker: the first operation does.
     pub fn from_metadata(metadata: &ComponentMetadata) -> Result<Self, InitError> {
+        let (settings, topics, publish_topic) = Self::settings(metadata)?;
+        Ok(Self {
+            client: Arc::new(KafkaClient::new(settings)?),
+            topics,
+            publish_topic,
+        })
+    }
+
+    /// The connection settings, the input topics and the output topic.
+    fn settings(
+        metadata: &ComponentMetadata,
+    ) -> Result<(KafkaSettings, Vec<String>, Option<String>), InitError> {
         let topics: Vec<String> = metadata
             .get("topics")
             .map(|topics| {
@@ -46,11 +69,11 @@ impl KafkaBinding {
                 },
             ));
         }
-        Ok(Self {
-            client: Arc::new(KafkaClient::new(KafkaSettings::from_metadata(metadata)?)?),
+        Ok((
+            KafkaSettings::from_metadata(metadata)?,
             topics,
             publish_topic,
-        })
+        ))
     }
 
     /// The input side, when `topics` is set.

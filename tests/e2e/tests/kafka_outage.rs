@@ -1,5 +1,7 @@
 //! A Kafka broker that goes down during a stream of publishes: failed publishes say so, and
 //! every publish that was acknowledged reaches the app at least once after the broker returns.
+//! A broker that is down when the sidecar starts fails start-up, as in Dapr (component init
+//! connects), unless the component sets `ignoreErrors: true`.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -9,7 +11,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
 use outrigger_e2e::{config_with_resources, http_base, start};
-use outrigger_test_harness::KafkaBroker;
+use outrigger_test_harness::{KafkaBroker, SidecarBuilder};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,4 +122,66 @@ async fn every_acknowledged_publish_survives_a_broker_restart() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     sidecar.shutdown().await;
+}
+
+#[test]
+fn a_broker_that_is_down_at_start_up_fails_it_unless_errors_are_ignored() {
+    let brokers = format!("127.0.0.1:{}", outrigger_test_harness::free_port());
+    let component = |name: &str, component_type: &str, extra: &str| {
+        format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  type: {component_type}\n  version: v1\n  metadata:\n  - name: brokers\n    value: \"{brokers}\"\n{extra}"
+        )
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("kafka.yaml");
+    for (name, component_type, extra) in [
+        ("events", "pubsub.kafka", ""),
+        (
+            "stream",
+            "bindings.kafka",
+            "  - name: publishTopic\n    value: out\n",
+        ),
+    ] {
+        std::fs::write(&file, component(name, component_type, extra)).expect("write");
+        let started = Instant::now();
+        let (status, output) = SidecarBuilder::new("outage-app")
+            .resources_path(dir.path())
+            .run_to_exit(Duration::from_secs(30));
+        let took = started.elapsed();
+        assert_eq!(
+            status.code(),
+            Some(1),
+            "{name}: exit status; output:\n{output}"
+        );
+        for expected in [
+            format!("component {name:?} ({component_type}): init failed"),
+            format!("kafka at {brokers}: no broker reachable"),
+            "Connection refused".to_string(),
+        ] {
+            assert!(
+                output.contains(&expected),
+                "{name}: {expected:?} not in the output:\n{output}"
+            );
+        }
+        assert!(
+            took < Duration::from_secs(4),
+            "{name}: start-up failed after {took:?}:\n{output}"
+        );
+    }
+
+    std::fs::write(
+        &file,
+        component("events", "pubsub.kafka", "")
+            .replace("  version: v1\n", "  version: v1\n  ignoreErrors: true\n"),
+    )
+    .expect("write");
+    let sidecar = SidecarBuilder::new("outage-app")
+        .resources_path(dir.path())
+        .spawn();
+    let log = sidecar.log();
+    assert!(
+        log.lines().any(|line| line.contains("ignoring component")
+            && line.contains(&format!("kafka at {brokers}: no broker reachable"))),
+        "{log}"
+    );
 }

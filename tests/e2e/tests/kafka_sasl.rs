@@ -1,9 +1,11 @@
 //! Kafka with SASL authentication (`authType: password`) through a real sidecar process and a
 //! real Kafka-protocol broker (tansu with `--authentication`): SCRAM-SHA-256 and SCRAM-SHA-512
-//! users publish and receive through `pubsub.kafka` and `bindings.kafka`; wrong credentials
-//! fail the publish and the binding call within about a second with the SASL cause (not after
-//! librdkafka's 60 s request timeout), and the subscription says why it was not opened. tansu
-//! 0.6 authenticates SCRAM only (no PLAIN), so that is what is tested here.
+//! users publish and receive through `pubsub.kafka` and `bindings.kafka`. As in Dapr, component
+//! init connects: wrong credentials fail start-up (exit 1) within about a second with a message
+//! naming the component, the user and the SASL cause (not after a timeout), unless the
+//! component sets `ignoreErrors: true`; a hot reload with wrong credentials is rejected and the
+//! previous version keeps serving. tansu 0.6 authenticates SCRAM only (no PLAIN), so that is
+//! what is tested here.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -151,7 +153,7 @@ async fn scram_users_publish_and_receive_through_pubsub_and_binding() {
     let alice = ("alice", "alice-secret", "SHA-256");
     let app = App::default();
     let port = serve_app(app.clone()).await;
-    let (_dir, sidecar) = start_sidecar(
+    let (dir, sidecar) = start_sidecar(
         &[
             component("events256", "pubsub.kafka", &broker, alice, &[]),
             component(
@@ -203,105 +205,148 @@ async fn scram_users_publish_and_receive_through_pubsub_and_binding() {
     assert_eq!(status, reqwest::StatusCode::NO_CONTENT, "binding: {body}");
     app.wait_for("stream", "via-binding", &broker, &sidecar)
         .await;
-}
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_credentials_fail_fast_with_the_sasl_cause() {
-    let broker = KafkaBroker::start_with_user("alice", "alice-secret", Scram::Sha256)
-        .expect("authenticating tansu broker");
-    let app = App::default();
-    let port = serve_app(app.clone()).await;
-    let wrong_password = ("alice", "not-her-password", "SHA-256");
-    // The component does not connect at start-up: the sidecar starts, and each operation that
-    // needs the broker fails with the reason.
-    let (_dir, sidecar) = start_sidecar(
-        &[
-            component("events256", "pubsub.kafka", &broker, wrong_password, &[]),
-            // alice has no SCRAM-SHA-512 credential.
-            component(
-                "events512",
-                "pubsub.kafka",
-                &broker,
-                ("alice", "alice-secret", "SHA-512"),
-                &[],
-            ),
-            component(
-                "stream",
-                "bindings.kafka",
-                &broker,
-                wrong_password,
-                &[("publishTopic", "ingest")],
-            ),
-        ],
-        port,
+    // A new version with a wrong password fails init: rejected, the previous one keeps serving.
+    std::fs::write(
+        dir.path().join("component-0.yaml"),
+        component(
+            "events256",
+            "pubsub.kafka",
+            &broker,
+            ("alice", "not-her-password", "SHA-256"),
+            &[],
+        ),
     )
-    .await;
-
-    for (pubsub, topic, mechanism) in [
-        ("events256", "orders256", "SCRAM-SHA-256"),
-        ("events512", "orders512", "SCRAM-SHA-512"),
-    ] {
-        let started = Instant::now();
-        let (status, body) = post_json(
-            &sidecar,
-            &format!("/v1.0/publish/{pubsub}/{topic}"),
-            r#""never delivered""#,
-        )
-        .await;
-        let took = started.elapsed();
-        assert_eq!(
-            status,
-            reqwest::StatusCode::INTERNAL_SERVER_ERROR,
-            "{pubsub}: {body}"
-        );
-        let error: Value = serde_json::from_str(&body).expect("Dapr error JSON");
-        assert_eq!(error["errorCode"], "ERR_PUBSUB_PUBLISH_MESSAGE", "{body}");
-        let message = error["message"].as_str().expect("message");
-        for expected in [
-            format!("pubsub {pubsub}"),
-            format!("SASL authentication as \"alice\" with {mechanism} failed"),
-            "check saslUsername, saslPassword and saslMechanism".to_string(),
-            format!("{}/bootstrap: SASL authentication error", broker.address()),
-        ] {
-            assert!(
-                message.contains(&expected),
-                "{pubsub}: {expected:?} not in {message:?}"
-            );
-        }
-        assert!(
-            took < Duration::from_secs(5),
-            "{pubsub}: the failed publish took {took:?} (not the SASL failure but a timeout?)"
-        );
-    }
-
-    let started = Instant::now();
-    let (status, body) = post_json(
-        &sidecar,
-        "/v1.0/bindings/stream",
-        r#"{"operation":"create","data":"never delivered"}"#,
-    )
-    .await;
-    assert_eq!(status, reqwest::StatusCode::INTERNAL_SERVER_ERROR, "{body}");
-    let error: Value = serde_json::from_str(&body).expect("Dapr error JSON");
-    assert_eq!(error["errorCode"], "ERR_INVOKE_OUTPUT_BINDING", "{body}");
+    .expect("rewrite component");
     assert!(
-        error["message"].as_str().is_some_and(|message| message
-            .contains("SASL authentication as \"alice\" with SCRAM-SHA-256 failed")),
-        "{body}"
-    );
-    assert!(started.elapsed() < Duration::from_secs(5), "{body}");
-
-    // The subscriptions were not opened, and the log says why.
-    assert!(
-        sidecar.wait_for_log("cannot subscribe", Duration::from_secs(10)),
+        sidecar.wait_for_log("hot reload: rejected new version", Duration::from_secs(15)),
         "{}",
         sidecar.log()
     );
     let log = sidecar.log();
     assert!(
-        log.lines().any(|line| line.contains("cannot subscribe")
-            && line.contains("SASL authentication as \"alice\" with SCRAM-SHA-512 failed")),
+        log.lines()
+            .any(|line| line.contains("hot reload: rejected new version")
+                && line.contains("SASL authentication as \"alice\" with SCRAM-SHA-256 failed")),
         "{log}"
     );
-    assert!(app.received.lock().expect("lock").is_empty());
+    let (status, body) = post_json(
+        &sidecar,
+        "/v1.0/publish/events256/orders256",
+        &json!("after-rejected-reload").to_string(),
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::NO_CONTENT, "{body}");
+    app.wait_for("orders256", "after-rejected-reload", &broker, &sidecar)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_credentials_fail_start_up_with_the_sasl_cause_unless_errors_are_ignored() {
+    let broker = KafkaBroker::start_with_user("alice", "alice-secret", Scram::Sha256)
+        .expect("authenticating tansu broker");
+    let address = broker.address();
+    let wrong_password = ("alice", "not-her-password", "SHA-256");
+    for (name, component_type, credentials, mechanism, extra) in [
+        (
+            "events256",
+            "pubsub.kafka",
+            wrong_password,
+            "SCRAM-SHA-256",
+            &[][..],
+        ),
+        // alice has no SCRAM-SHA-512 credential.
+        (
+            "events512",
+            "pubsub.kafka",
+            ("alice", "alice-secret", "SHA-512"),
+            "SCRAM-SHA-512",
+            &[],
+        ),
+        (
+            "stream",
+            "bindings.kafka",
+            wrong_password,
+            "SCRAM-SHA-256",
+            &[("publishTopic", "ingest")],
+        ),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("kafka.yaml"),
+            component(name, component_type, &broker, credentials, extra),
+        )
+        .expect("write component");
+        let started = Instant::now();
+        let (status, output) = SidecarBuilder::new("kafka-sasl-app")
+            .resources_path(dir.path())
+            .run_to_exit(Duration::from_secs(30));
+        let took = started.elapsed();
+        assert_eq!(
+            status.code(),
+            Some(1),
+            "{name}: exit status; output:\n{output}"
+        );
+        for expected in [
+            format!("component {name:?} ({component_type}): init failed"),
+            format!("kafka at {address}: SASL authentication as \"alice\" with {mechanism} failed"),
+            "check saslUsername, saslPassword and saslMechanism".to_string(),
+            format!("{address}/bootstrap: SASL authentication error"),
+        ] {
+            assert!(
+                output.contains(&expected),
+                "{name}: {expected:?} not in the output:\n{output}"
+            );
+        }
+        // Well within the default initTimeout (5 s), whose expiry would hide the cause.
+        assert!(
+            took < Duration::from_secs(4),
+            "{name}: start-up failed after {took:?}:\n{output}"
+        );
+    }
+
+    // With ignoreErrors the component is skipped (and the log says why); the others serve.
+    let app = App::default();
+    let port = serve_app(app.clone()).await;
+    let (_dir, sidecar) = start_sidecar(
+        &[
+            component("events256", "pubsub.kafka", &broker, wrong_password, &[])
+                .replace("  version: v1\n", "  version: v1\n  ignoreErrors: true\n"),
+            component(
+                "stream",
+                "bindings.kafka",
+                &broker,
+                ("alice", "alice-secret", "SHA-256"),
+                &[("topics", "ingest"), ("publishTopic", "ingest")],
+            ),
+        ],
+        port,
+    )
+    .await;
+    let log = sidecar.log();
+    assert!(
+        log.lines().any(|line| line.contains("ignoring component")
+            && line.contains("events256")
+            && line.contains("SASL authentication as \"alice\" with SCRAM-SHA-256 failed")),
+        "{log}"
+    );
+    let (status, body) = post_json(
+        &sidecar,
+        "/v1.0/publish/events256/orders256",
+        r#""never delivered""#,
+    )
+    .await;
+    // The only pub/sub was skipped: none is configured.
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    let error: Value = serde_json::from_str(&body).expect("Dapr error JSON");
+    assert_eq!(error["errorCode"], "ERR_PUBSUB_NOT_CONFIGURED", "{body}");
+    let (status, body) = post_json(
+        &sidecar,
+        "/v1.0/bindings/stream",
+        r#"{"operation":"create","data":"despite-the-ignored-one"}"#,
+    )
+    .await;
+    assert_eq!(status, reqwest::StatusCode::NO_CONTENT, "binding: {body}");
+    app.wait_for("stream", "despite-the-ignored-one", &broker, &sidecar)
+        .await;
 }
