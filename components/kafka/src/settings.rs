@@ -118,7 +118,18 @@ impl KafkaSettings {
         config
             .set("bootstrap.servers", &self.brokers)
             .set("client.id", &self.client_id)
-            .set("message.max.bytes", self.max_message_bytes.to_string());
+            .set("message.max.bytes", self.max_message_bytes.to_string())
+            // librdkafka checks message timeouts when a reconnect attempt comes round, and backs
+            // off up to 10 s by default: a publish during an outage would then take 10 s to
+            // fail whatever `operationTimeout` says. Reconnecting at least once per
+            // operation timeout (1 s at most) keeps failures as prompt as configured.
+            .set(
+                "reconnect.backoff.max.ms",
+                self.operation_timeout
+                    .as_millis()
+                    .clamp(100, 1000)
+                    .to_string(),
+            );
         match &self.auth {
             Auth::None => {
                 config.set("security.protocol", "plaintext");
