@@ -60,7 +60,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(config))
+    let code = runtime.block_on(run(config));
+    // `run` has drained everything within the grace period; a blocking call still stuck (a
+    // Kafka commit to a broker that is gone) must not hold the exit.
+    runtime.shutdown_background();
+    code
 }
 
 async fn run(config: Config) -> ExitCode {
