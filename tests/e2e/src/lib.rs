@@ -84,3 +84,37 @@ pub fn http_base(sidecar: &RunningSidecar) -> String {
 pub fn grpc_url(sidecar: &RunningSidecar) -> String {
     format!("http://{}", sidecar.grpc_address)
 }
+
+/// Runs the sidecar binary until it exits and checks it failed to start: exit `code`, and every
+/// needle in its output. Returns how long it took and the output, for further checks.
+pub fn expect_start_failure(
+    builder: outrigger_test_harness::SidecarBuilder,
+    code: i32,
+    needles: &[&str],
+) -> (std::time::Duration, String) {
+    let started = std::time::Instant::now();
+    let (status, output) = builder.run_to_exit(std::time::Duration::from_secs(30));
+    let took = started.elapsed();
+    assert_eq!(status.code(), Some(code), "exit status; output:\n{output}");
+    for needle in needles {
+        assert!(
+            output.contains(needle),
+            "output should mention {needle:?}:\n{output}"
+        );
+    }
+    (took, output)
+}
+
+/// What an app receives as data: a CloudEvent's string `data`, or the raw body (input binding
+/// events are not wrapped).
+pub fn event_data(body: String) -> String {
+    serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|event| {
+            event
+                .get("data")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or(body)
+}

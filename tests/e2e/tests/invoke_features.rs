@@ -467,6 +467,11 @@ async fn host_rewrite_literal_is_the_host_the_app_sees() {
                         "reviews",
                         json!({ "hostRewriteLiteral": "reviews.internal" }),
                     ),
+                    prefix_route(
+                        "/badhost",
+                        "reviews",
+                        json!({ "hostRewriteLiteral": "bad host" }),
+                    ),
                     prefix_route("/", "reviews", json!({})),
                 ],
             ),
@@ -486,6 +491,15 @@ async fn host_rewrite_literal_is_the_host_the_app_sees() {
         "with hostRewriteLiteral the app saw {}; without it {}",
         rewritten.json()["headers"]["host"],
         plain.json()["headers"]["host"]
+    );
+    // A rewrite that makes no valid URI is the caller's 400, naming the URI; nothing is sent.
+    let unusable = get(&http, &caller, "/badhost").await;
+    assert_eq!(unusable.status, 400, "{unusable:?}");
+    assert!(
+        unusable.json()["message"].as_str().is_some_and(
+            |message| message.contains("unusable upstream URI \"http://bad host/badhost\"")
+        ),
+        "{unusable:?}"
     );
 }
 

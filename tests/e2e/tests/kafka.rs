@@ -9,7 +9,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use outrigger_test_harness::{KafkaBroker, Sidecar, SidecarBuilder};
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[derive(Clone, Default)]
 struct App {
@@ -48,15 +48,7 @@ async fn serve_app(app: App) -> u16 {
         Path(route): Path<String>,
         body: String,
     ) -> &'static str {
-        let data = serde_json::from_str::<Value>(&body)
-            .ok()
-            .and_then(|event| {
-                event
-                    .get("data")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .unwrap_or(body);
+        let data = outrigger_e2e::event_data(body);
         app.received.lock().expect("lock").push((route, data));
         let hang = *app.hang.lock().expect("lock");
         if hang {

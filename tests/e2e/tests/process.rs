@@ -3,19 +3,8 @@
 
 use std::time::Duration;
 
-use outrigger_e2e::redis_component;
+use outrigger_e2e::{expect_start_failure, redis_component};
 use outrigger_test_harness::{RedisServer, SidecarBuilder};
-
-fn expect_start_failure(builder: SidecarBuilder, code: i32, needles: &[&str]) {
-    let (status, output) = builder.run_to_exit(Duration::from_secs(20));
-    assert_eq!(status.code(), Some(code), "exit status; output:\n{output}");
-    for needle in needles {
-        assert!(
-            output.contains(needle),
-            "output should mention {needle:?}:\n{output}"
-        );
-    }
-}
 
 #[test]
 fn bad_flags_and_config_exit_2_naming_the_problem() {
