@@ -25,31 +25,42 @@ pub struct EventContext<'a> {
     pub expiration: Option<&'a str>,
 }
 
+/// A content type without its parameters (`; charset=…`) and surrounding blanks.
+fn essence(content_type: &str) -> &str {
+    content_type.split(';').next().unwrap_or("").trim()
+}
+
+/// Whether `text` starts with `prefix`, ignoring ASCII case.
+fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
+    text.get(..prefix.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+}
+
 /// Whether a content type carries JSON (`application/json`, `application/*+json`, `text/json`).
 pub fn is_json(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
+    let essence = essence(content_type);
+    essence.eq_ignore_ascii_case("application/json")
+        || essence.eq_ignore_ascii_case("text/json")
+        || essence
+            .len()
+            .checked_sub("+json".len())
+            .and_then(|start| essence.get(start..))
+            .is_some_and(|end| end.eq_ignore_ascii_case("+json"))
 }
 
 /// Whether a content type is binary, carried as `data_base64`.
 fn is_binary(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/octet-stream"
-        || essence.starts_with("image/")
-        || essence.starts_with("audio/")
-        || essence.starts_with("video/")
-        || essence == "application/protobuf"
-        || essence == "application/x-protobuf"
+    let essence = essence(content_type);
+    [
+        "application/octet-stream",
+        "application/protobuf",
+        "application/x-protobuf",
+    ]
+    .iter()
+    .any(|binary| essence.eq_ignore_ascii_case(binary))
+        || ["image/", "audio/", "video/"]
+            .iter()
+            .any(|prefix| starts_with_ignore_case(essence, prefix))
 }
 
 /// Wraps a payload in a new envelope: JSON payloads are embedded as JSON, binary ones as
@@ -97,87 +108,109 @@ pub struct EnvelopeOverrides<'a> {
     pub tracestate: Option<&'a str>,
 }
 
-/// The payload of a new envelope, borrowed from the published bytes where it can be.
-#[derive(serde::Serialize)]
-#[serde(untagged)]
-enum Payload<'a> {
-    Json(&'a serde_json::value::RawValue),
-    Text(std::borrow::Cow<'a, str>),
+/// Appends `text` as a JSON string. Most envelope fields and payloads need no escaping; they
+/// are copied in one go, and only the rest goes through serde_json's escaping.
+fn write_json_string(out: &mut Vec<u8>, text: &str) {
+    // No short-circuit, so the check compiles to a vectorised loop.
+    let needs_escape = text.bytes().fold(false, |found, byte| {
+        found | (byte < 0x20) | (byte == b'"') | (byte == b'\\')
+    });
+    if needs_escape {
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, text);
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    }
 }
 
-/// A new envelope serialised straight from borrowed fields. The fields are in name order, so
-/// the bytes match what serialising [`wrap`]'s map gives.
-#[derive(serde::Serialize)]
-struct NewEnvelope<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data: Option<Payload<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    data_base64: Option<String>,
-    datacontenttype: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    expiration: Option<&'a str>,
-    id: &'a str,
-    pubsubname: &'a str,
-    source: &'a str,
-    specversion: &'a str,
-    time: &'a str,
-    topic: &'a str,
-    traceid: &'a str,
-    traceparent: &'a str,
-    tracestate: &'a str,
-    #[serde(rename = "type")]
-    event_type: &'a str,
+/// Appends `"name":` and the value; fields after the first are preceded by a comma.
+fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
+    if out.len() > 1 {
+        out.push(b',');
+    }
+    out.push(b'"');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    write_json_string(out, value);
 }
 
 /// [`wrap`] and serialise in one go, without building a map: the publish path's version, one
-/// allocation for the id and one for the bytes in the common case.
+/// allocation for the id and one for the bytes in the common case. The fields are written in
+/// name order, so the bytes match what serialising [`wrap`]'s map gives.
 pub fn encode_new(
     data: &[u8],
     content_type: Option<&str>,
     context: &EventContext<'_>,
     overrides: &EnvelopeOverrides<'_>,
-) -> serde_json::Result<Vec<u8>> {
+) -> Vec<u8> {
     let content_type = content_type
         .filter(|value| !value.is_empty())
         .unwrap_or(DEFAULT_DATA_CONTENT_TYPE);
-    let (payload, data_base64) = if is_binary(content_type) {
-        (
-            None,
-            Some(base64::engine::general_purpose::STANDARD.encode(data)),
-        )
+    let mut out = Vec::with_capacity(384 + data.len() + data.len() / 3);
+    out.push(b'{');
+    if is_binary(content_type) {
+        write_field(
+            &mut out,
+            "data_base64",
+            &base64::engine::general_purpose::STANDARD.encode(data),
+        );
     } else {
         let json = is_json(content_type)
             .then(|| serde_json::from_slice::<&serde_json::value::RawValue>(data).ok())
             .flatten();
-        let payload = match json {
-            Some(raw) => Payload::Json(raw),
-            None => Payload::Text(String::from_utf8_lossy(data)),
-        };
-        (Some(payload), None)
-    };
+        match json {
+            Some(raw) => {
+                out.extend_from_slice(b"\"data\":");
+                out.extend_from_slice(raw.get().as_bytes());
+            }
+            None => match std::str::from_utf8(data) {
+                Ok(text) => write_field(&mut out, "data", text),
+                Err(_) => write_field(&mut out, "data", &String::from_utf8_lossy(data)),
+            },
+        }
+    }
     let mut id_buffer = uuid::Uuid::encode_buffer();
     let generated_id = uuid::Uuid::new_v4()
         .hyphenated()
         .encode_lower(&mut id_buffer);
-    let envelope = NewEnvelope {
-        data: payload,
-        data_base64,
-        datacontenttype: content_type,
-        expiration: context.expiration,
-        id: overrides.id.unwrap_or(generated_id),
-        pubsubname: context.pubsub,
-        source: overrides.source.unwrap_or(context.source),
-        specversion: SPEC_VERSION,
-        time: context.time,
-        topic: context.topic,
-        traceid: overrides.traceid.unwrap_or(context.traceparent),
-        traceparent: overrides.traceparent.unwrap_or(context.traceparent),
-        tracestate: overrides.tracestate.unwrap_or(context.tracestate),
-        event_type: overrides.event_type.unwrap_or(DEFAULT_EVENT_TYPE),
-    };
-    let mut bytes = Vec::with_capacity(384 + data.len() + data.len() / 3);
-    serde_json::to_writer(&mut bytes, &envelope)?;
-    Ok(bytes)
+    write_field(&mut out, "datacontenttype", content_type);
+    if let Some(expiration) = context.expiration {
+        write_field(&mut out, "expiration", expiration);
+    }
+    write_field(&mut out, "id", overrides.id.unwrap_or(generated_id));
+    write_field(&mut out, "pubsubname", context.pubsub);
+    write_field(
+        &mut out,
+        "source",
+        overrides.source.unwrap_or(context.source),
+    );
+    write_field(&mut out, "specversion", SPEC_VERSION);
+    write_field(&mut out, "time", context.time);
+    write_field(&mut out, "topic", context.topic);
+    write_field(
+        &mut out,
+        "traceid",
+        overrides.traceid.unwrap_or(context.traceparent),
+    );
+    write_field(
+        &mut out,
+        "traceparent",
+        overrides.traceparent.unwrap_or(context.traceparent),
+    );
+    write_field(
+        &mut out,
+        "tracestate",
+        overrides.tracestate.unwrap_or(context.tracestate),
+    );
+    write_field(
+        &mut out,
+        "type",
+        overrides.event_type.unwrap_or(DEFAULT_EVENT_TYPE),
+    );
+    out.push(b'}');
+    out
 }
 
 /// Completes an event the app sent as a CloudEvent: routing and tracing fields are set,
@@ -295,10 +328,12 @@ mod tests {
         expiring.expiration = Some("2026-11-22T00:01:00Z");
         for (data, content_type) in cases {
             for context in [context(), expiring.clone()] {
-                let encoded: Value = serde_json::from_slice(
-                    &encode_new(data, content_type, &context, &EnvelopeOverrides::default())
-                        .unwrap(),
-                )
+                let encoded: Value = serde_json::from_slice(&encode_new(
+                    data,
+                    content_type,
+                    &context,
+                    &EnvelopeOverrides::default(),
+                ))
                 .unwrap();
                 let Value::Object(mut encoded) = encoded else {
                     panic!("not an object")
@@ -319,6 +354,65 @@ mod tests {
     }
 
     #[test]
+    fn encode_new_writes_the_bytes_serde_json_writes_for_the_map() {
+        let overrides = EnvelopeOverrides {
+            id: Some("fixed"),
+            ..EnvelopeOverrides::default()
+        };
+        let mut awkward = context();
+        awkward.source = "app \"quoted\" \\ back\u{1}slash";
+        awkward.tracestate = "k=v\n";
+        awkward.expiration = Some("2026-11-22T00:01:00Z");
+        let cases: [(&[u8], Option<&str>); 6] = [
+            (b"plain text", None),
+            (
+                "tab\t, quote \", control \u{7f}\u{1f}, é, 🚀".as_bytes(),
+                Some("text/plain"),
+            ),
+            (b"not utf-8 \xff\xfe", Some("text/plain")),
+            (br#"{"a": [1, 2]}"#, Some("Application/JSON; charset=utf-8")),
+            (&[0, 1, 2, 255], Some("IMAGE/png")),
+            (b"{oops", Some("application/cloudevents+json")),
+        ];
+        for (data, content_type) in cases {
+            for context in [context(), awkward.clone()] {
+                let mut wrapped = wrap(data, content_type, &context);
+                wrapped.insert("id".into(), Value::String("fixed".into()));
+                let expected = serde_json::to_vec(&wrapped).unwrap();
+                let encoded = encode_new(data, content_type, &context, &overrides);
+                if content_type
+                    .is_some_and(|content_type| content_type.starts_with("Application/JSON"))
+                {
+                    // The raw JSON is kept as sent, spaces included; the map re-serialises it.
+                    let encoded: Value = serde_json::from_slice(&encoded).unwrap();
+                    assert_eq!(encoded, Value::Object(wrapped));
+                } else {
+                    assert_eq!(
+                        String::from_utf8_lossy(&encoded),
+                        String::from_utf8_lossy(&expected),
+                        "{content_type:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn content_types_are_recognised_in_any_case() {
+        assert!(is_json("application/json"));
+        assert!(is_json(" Application/JSON ; charset=utf-8"));
+        assert!(is_json("application/vnd.order+JSON"));
+        assert!(is_json("text/json"));
+        assert!(!is_json("application/jsonx"));
+        assert!(!is_json("json"));
+        assert!(is_binary("application/octet-stream"));
+        assert!(is_binary("Image/PNG"));
+        assert!(is_binary("application/x-protobuf"));
+        assert!(!is_binary("text/plain"));
+        assert!(!is_binary("imag"));
+    }
+
+    #[test]
     fn encode_new_applies_overrides() {
         let overrides = EnvelopeOverrides {
             id: Some("fixed"),
@@ -329,8 +423,7 @@ mod tests {
             tracestate: Some("k=v"),
         };
         let encoded: Value =
-            serde_json::from_slice(&encode_new(b"x", None, &context(), &overrides).unwrap())
-                .unwrap();
+            serde_json::from_slice(&encode_new(b"x", None, &context(), &overrides)).unwrap();
         assert_eq!(encoded["id"], "fixed");
         assert_eq!(encoded["source"], "other-app");
         assert_eq!(encoded["type"], "order.placed");

@@ -256,7 +256,11 @@ impl PubSubApi {
                     ),
                 },
             )?;
-            serde_json::to_vec(&cloudevents::complete(parsed, &context))
+            serde_json::to_vec(&cloudevents::complete(parsed, &context)).map_err(|error| {
+                ApiError::CloudEventMalformed {
+                    message: error.to_string(),
+                }
+            })?
         } else {
             // Dapr lets the publisher set envelope fields through `cloudevent.<field>` metadata.
             let overrides = if metadata.keys().any(|key| key.starts_with("cloudevent.")) {
@@ -282,10 +286,7 @@ impl PubSubApi {
                 &context,
                 &overrides,
             )
-        }
-        .map_err(|error| ApiError::CloudEventMalformed {
-            message: error.to_string(),
-        })?;
+        };
         Ok((Bytes::from(bytes), CLOUDEVENTS_CONTENT_TYPE.to_string()))
     }
 }

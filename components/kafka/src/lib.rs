@@ -12,6 +12,7 @@
 //! subscribe), within a second, with librdkafka's reason, instead of after a timeout.
 
 pub mod binding;
+mod delivery;
 pub mod settings;
 
 use std::collections::{HashMap, HashSet};
@@ -30,12 +31,15 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use self::binding::KafkaBinding;
+pub use self::delivery::OutgoingMessage;
+use self::delivery::PendingReport;
 use self::settings::Auth;
 pub use self::settings::KafkaSettings;
 
@@ -103,6 +107,14 @@ impl ClientContext for KafkaContext {
 
 impl ConsumerContext for KafkaContext {}
 
+impl ProducerContext for KafkaContext {
+    type DeliveryOpaque = Box<PendingReport>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, pending: Self::DeliveryOpaque) {
+        delivery::record(result, &pending);
+    }
+}
+
 /// Resolves with the failure on record, `grace` after noticing it, unless it was cleared
 /// meanwhile (an operation succeeded; then it waits for the next failure).
 async fn lasting_failure(mut failures: watch::Receiver<Option<String>>, grace: Duration) -> String {
@@ -121,7 +133,7 @@ async fn lasting_failure(mut failures: watch::Receiver<Option<String>>, grace: D
 
 /// The librdkafka clients a component keeps open.
 struct Clients {
-    producer: FutureProducer<KafkaContext>,
+    producer: Arc<ThreadedProducer<KafkaContext>>,
     admin: AdminClient<KafkaContext>,
 }
 
@@ -179,7 +191,7 @@ impl KafkaClient {
         };
         let context = KafkaContext::new();
         // The producer connects at once, so a SASL failure is known before the first operation.
-        let producer: FutureProducer<KafkaContext> = settings
+        let producer: ThreadedProducer<KafkaContext> = settings
             .client_config()
             .set("acks", "all")
             // Send at once: each publish waits for its acknowledgement, so lingering only adds
@@ -198,7 +210,10 @@ impl KafkaClient {
         Ok(Self {
             settings,
             context,
-            clients: Some(Clients { producer, admin }),
+            clients: Some(Clients {
+                producer: Arc::new(producer),
+                admin,
+            }),
             known_topics: Mutex::default(),
         })
     }
@@ -221,7 +236,7 @@ impl KafkaClient {
     /// Fails sooner, with the cause, when librdkafka reports a SASL failure or every broker
     /// down and the fetch has not succeeded a second later.
     pub async fn verify(&self) -> Result<(), InitError> {
-        let producer = self.clients().map_err(InitError::Connect)?.producer.clone();
+        let producer = Arc::clone(&self.clients().map_err(InitError::Connect)?.producer);
         let timeout = self.settings.operation_timeout;
         // A thread of its own rather than the blocking pool: after a failure found sooner (or
         // the loader's initTimeout) the fetch runs on until `timeout`, and the runtime waits for
@@ -327,18 +342,43 @@ impl KafkaClient {
     }
 
     pub async fn produce(&self, topic: &str, key: Option<&str>, data: &[u8]) -> Result<(), String> {
-        self.ensure_topic(topic).await?;
-        let mut record = FutureRecord::<str, [u8]>::to(topic).payload(data);
-        if let Some(key) = key {
-            record = record.key(key);
+        let message = OutgoingMessage { key, payload: data };
+        match self.produce_batch(topic, &[message]).await?.pop() {
+            Some((_, reason)) => Err(reason),
+            None => Ok(()),
         }
+    }
+
+    /// Sends every message and waits for all their acknowledgements; returns the failed ones
+    /// by index, each with its reason. Fails as a whole only when the topic cannot be created.
+    pub async fn produce_batch(
+        &self,
+        topic: &str,
+        messages: &[OutgoingMessage<'_>],
+    ) -> Result<Vec<(usize, String)>, String> {
+        self.ensure_topic(topic).await?;
         // Not cut short by a SASL failure: a message handed to librdkafka may still be delivered.
-        self.clients()?
-            .producer
-            .send(record, self.settings.operation_timeout)
-            .await
-            .map(|_| self.authenticated())
-            .map_err(|(error, _)| self.explain(format!("kafka: publishing to {topic}: {error}")))
+        let failures = delivery::send_batch(
+            &self.clients()?.producer,
+            topic,
+            messages,
+            self.settings.operation_timeout,
+        )
+        .await;
+        if failures.len() < messages.len() {
+            self.authenticated();
+        }
+        let mut failures = failures;
+        failures.sort_by_key(|(index, _)| *index);
+        Ok(failures
+            .into_iter()
+            .map(|(index, error)| {
+                (
+                    index,
+                    self.explain(format!("kafka: publishing to {topic}: {error}")),
+                )
+            })
+            .collect())
     }
 
     /// An operation succeeded, so the credentials work (again).
@@ -555,22 +595,44 @@ impl PubSub for KafkaPubSub {
         topic: &str,
         entries: Vec<BulkPublishEntry>,
     ) -> Result<Vec<BulkPublishFailure>, PubSubError> {
-        self.client
-            .ensure_topic(topic)
+        // Entries whose metadata is unusable fail on their own; the rest go out together.
+        let mut failures = Vec::new();
+        let mut sent = Vec::with_capacity(entries.len());
+        let mut messages = Vec::with_capacity(entries.len());
+        for (index, entry) in entries.iter().enumerate() {
+            match outrigger_components::pubsub::message_ttl(&entry.metadata) {
+                Ok(_) => {
+                    sent.push(index);
+                    messages.push(OutgoingMessage {
+                        key: entry.metadata.get("partitionKey").map(String::as_str),
+                        payload: &entry.data,
+                    });
+                }
+                Err(error) => failures.push((index, error.to_string())),
+            }
+        }
+        let send_failures = self
+            .client
+            .produce_batch(topic, &messages)
             .await
             .map_err(PubSubError::Backend)?;
-        let sends = entries.iter().map(|entry| async move {
-            outrigger_components::pubsub::message_ttl(&entry.metadata)
-                .map_err(|error| error.to_string())?;
-            let key = entry.metadata.get("partitionKey").map(String::as_str);
-            self.client.produce(topic, key, &entry.data).await
-        });
-        let results = futures::future::join_all(sends).await;
+        drop(messages);
+        failures.extend(
+            send_failures
+                .into_iter()
+                .filter_map(|(position, error)| sent.get(position).map(|index| (*index, error))),
+        );
+        failures.sort_by_key(|(index, _)| *index);
+        let mut failures = failures.into_iter().peekable();
         Ok(entries
             .into_iter()
-            .zip(results)
-            .filter_map(|(entry, result)| {
-                result.err().map(|error| BulkPublishFailure {
+            .enumerate()
+            .filter_map(|(index, entry)| {
+                let mut reason = None;
+                while let Some((_, error)) = failures.next_if(|(failed, _)| *failed == index) {
+                    reason.get_or_insert(error);
+                }
+                reason.map(|error| BulkPublishFailure {
                     entry_id: entry.entry_id,
                     error,
                 })
@@ -889,5 +951,84 @@ mod tests {
             async move { pubsub }
         })
         .await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_reports_exactly_the_messages_that_failed() {
+        let broker = KafkaBroker::start().expect("tansu");
+        let address = broker.address();
+        let client = KafkaClient::connect(
+            KafkaSettings::from_metadata(&ComponentMetadata::from_pairs([
+                ("brokers", address.as_str()),
+                ("maxMessageBytes", "2000"),
+            ]))
+            .expect("settings"),
+        )
+        .await
+        .expect("client");
+        let too_big = vec![b'x'; 4000];
+        let messages: Vec<_> = [b"first".as_slice(), &too_big, b"third", b"fourth"]
+            .into_iter()
+            .map(|payload| OutgoingMessage {
+                key: Some("k"),
+                payload,
+            })
+            .collect();
+        let failures = client
+            .produce_batch("batch", &messages)
+            .await
+            .expect("topic");
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert_eq!(failures[0].0, 1);
+        assert!(
+            failures[0].1.contains("publishing to batch") && failures[0].1.contains("too large"),
+            "{failures:?}"
+        );
+        // An empty batch is done at once.
+        assert!(
+            client
+                .produce_batch("batch", &[])
+                .await
+                .expect("topic")
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_sent_to_a_dead_broker_fails_every_message_within_the_operation_timeout() {
+        let broker = KafkaBroker::start().expect("tansu");
+        let address = broker.address();
+        let client = KafkaClient::connect(
+            KafkaSettings::from_metadata(&ComponentMetadata::from_pairs([
+                ("brokers", address.as_str()),
+                ("operationTimeout", "1s"),
+            ]))
+            .expect("settings"),
+        )
+        .await
+        .expect("client");
+        client.ensure_topic("gone").await.expect("topic");
+        drop(broker);
+        let messages: Vec<_> = (0..3)
+            .map(|_| OutgoingMessage {
+                key: None,
+                payload: b"event",
+            })
+            .collect();
+        let started = Instant::now();
+        let failures = client
+            .produce_batch("gone", &messages)
+            .await
+            .expect("the topic is known");
+        let took = started.elapsed();
+        let indices: Vec<usize> = failures.iter().map(|(index, _)| *index).collect();
+        assert_eq!(indices, [0, 1, 2], "{failures:?}");
+        assert!(
+            failures
+                .iter()
+                .all(|(_, reason)| reason.contains("timed out")),
+            "{failures:?}"
+        );
+        assert!(took < Duration::from_secs(3), "took {took:?}");
     }
 }
