@@ -39,10 +39,6 @@ pub enum StartError {
     },
 }
 
-/// HTTP/2 receive windows of the gRPC API server.
-const GRPC_STREAM_WINDOW: u32 = 1 << 20;
-const GRPC_CONNECTION_WINDOW: u32 = 2 << 20;
-
 /// A started sidecar. Dropping it does not stop it; call [`RunningSidecar::shutdown`].
 pub struct RunningSidecar {
     pub http_address: SocketAddr,
@@ -190,10 +186,6 @@ pub async fn start(config: Config) -> Result<RunningSidecar, StartError> {
         let incoming =
             tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
         let serve = tonic::transport::Server::builder()
-            // HTTP/2's 64 KiB default window stalls a bulk publish or a large SaveState on
-            // flow-control round trips; grpc-go (Dapr's server) grows its window the same way.
-            .initial_stream_window_size(GRPC_STREAM_WINDOW)
-            .initial_connection_window_size(GRPC_CONNECTION_WINDOW)
             .layer(proxy)
             .add_service(grpc)
             .serve_with_incoming_shutdown(incoming, stop.cancelled_owned());
