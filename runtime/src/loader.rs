@@ -355,7 +355,8 @@ impl ComponentLoader {
         };
         let metadata = definition
             .metadata()
-            .map_err(|error| metadata_error(error.to_string()))?;
+            .map_err(|error| metadata_error(error.to_string()))?
+            .with_init_timeout(definition.init_timeout);
         let info = |capabilities: Vec<String>| ComponentInfo {
             name: definition.name.clone(),
             component_type: definition.component_type.clone(),

@@ -9,6 +9,8 @@ use crate::definition::MetadataItem;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ComponentMetadata {
     values: BTreeMap<String, String>,
+    /// The component's `spec.initTimeout`, when the runtime bounds its init.
+    init_timeout: Option<Duration>,
 }
 
 /// A metadata value that is missing, malformed or not resolvable.
@@ -50,7 +52,10 @@ impl ComponentMetadata {
                 }
             }
         }
-        Ok(Self { values })
+        Ok(Self {
+            values,
+            init_timeout: None,
+        })
     }
 
     /// Builds metadata from pairs, for components created in code.
@@ -60,7 +65,20 @@ impl ComponentMetadata {
                 .into_iter()
                 .map(|(name, value)| (name.to_ascii_lowercase(), value.to_string()))
                 .collect(),
+            init_timeout: None,
         }
+    }
+
+    /// Records the time the runtime gives the component's init (`spec.initTimeout`), so that
+    /// a component waiting on a remote service can give up first, with a cause.
+    pub fn with_init_timeout(mut self, timeout: Duration) -> Self {
+        self.init_timeout = Some(timeout);
+        self
+    }
+
+    /// The time the runtime gives the component's init, if it bounds it.
+    pub fn init_timeout(&self) -> Option<Duration> {
+        self.init_timeout
     }
 
     /// Sets `field` unless the component declares it (the runtime's defaults, e.g. `consumerID`).

@@ -67,6 +67,35 @@ pub struct KafkaContext {
     brokers_down: Arc<watch::Sender<Option<String>>>,
     /// librdkafka's reason for the latest other error, the likely cause of "all brokers down".
     latest_error: Arc<Mutex<Option<String>>>,
+    /// Repeats of one error are logged once per [`REPEAT_LOG_INTERVAL`]: every client of the
+    /// component (producer, admin, consumers) reports the same outage, each every time it
+    /// tries to reconnect.
+    error_log: Arc<Mutex<RepeatedLog>>,
+}
+
+/// How often a repeated librdkafka error is logged again.
+const REPEAT_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The last error logged, when, and how many repeats were left out since.
+#[derive(Default)]
+struct RepeatedLog {
+    last: Option<(String, std::time::Instant)>,
+    left_out: u64,
+}
+
+impl RepeatedLog {
+    /// Whether to log `message` now; if so, how many repeats of the previous one were left out.
+    fn admit(&mut self, message: &str, now: std::time::Instant) -> Option<u64> {
+        if let Some((last, at)) = &self.last
+            && last == message
+            && now.duration_since(*at) < REPEAT_LOG_INTERVAL
+        {
+            self.left_out += 1;
+            return None;
+        }
+        self.last = Some((message.to_string(), now));
+        Some(std::mem::take(&mut self.left_out))
+    }
 }
 
 impl KafkaContext {
@@ -75,6 +104,7 @@ impl KafkaContext {
             sasl_failure: Arc::new(watch::Sender::new(None)),
             brokers_down: Arc::new(watch::Sender::new(None)),
             latest_error: Arc::default(),
+            error_log: Arc::default(),
         }
     }
 }
@@ -101,7 +131,20 @@ impl ClientContext for KafkaContext {
                     .unwrap_or_else(PoisonError::into_inner) = Some(reason.to_string());
             }
         }
-        tracing::error!(target: "librdkafka", "librdkafka: {error}: {reason}");
+        let message = format!("librdkafka: {error}: {reason}");
+        let admitted = self
+            .error_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admit(&message, std::time::Instant::now());
+        match admitted {
+            Some(0) => tracing::error!(target: "librdkafka", "{message}"),
+            Some(left_out) => tracing::error!(
+                target: "librdkafka",
+                "{message} ({left_out} repeats of the previous error not logged)"
+            ),
+            None => {}
+        }
     }
 }
 
@@ -232,12 +275,13 @@ impl KafkaClient {
             .ok_or_else(|| format!("kafka at {}: client closed", self.settings.brokers))
     }
 
-    /// Fetches the cluster metadata (waiting at most `operationTimeout`), off the async threads.
+    /// Fetches the cluster metadata (waiting at most `operationTimeout`, and less than the
+    /// runtime's `spec.initTimeout`), off the async threads.
     /// Fails sooner, with the cause, when librdkafka reports a SASL failure or every broker
     /// down and the fetch has not succeeded a second later.
     pub async fn verify(&self) -> Result<(), InitError> {
         let producer = Arc::clone(&self.clients().map_err(InitError::Connect)?.producer);
-        let timeout = self.settings.operation_timeout;
+        let timeout = self.settings.connect_timeout;
         // A thread of its own rather than the blocking pool: after a failure found sooner (or
         // the loader's initTimeout) the fetch runs on until `timeout`, and the runtime waits for
         // blocking-pool tasks when it shuts down, which would delay the sidecar's exit.
@@ -1030,5 +1074,50 @@ mod tests {
             "{failures:?}"
         );
         assert!(took < Duration::from_secs(3), "took {took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_silent_broker_fails_init_with_the_brokers_named_before_the_init_timeout() {
+        // Accepts connections and never answers, like a broker behind a black-holing firewall.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+        let brokers = listener.local_addr().expect("address").to_string();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                held.push(stream);
+            }
+        });
+        let init_timeout = Duration::from_millis(1500);
+        let metadata = ComponentMetadata::from_pairs([("brokers", brokers.as_str())])
+            .with_init_timeout(init_timeout);
+        let started = Instant::now();
+        let error = KafkaPubSub::connect(&metadata)
+            .await
+            .err()
+            .expect("the broker never answers")
+            .to_string();
+        let took = started.elapsed();
+        assert!(
+            error.contains(&format!("kafka at {brokers}: no broker reachable")),
+            "{error}"
+        );
+        assert!(took < init_timeout, "took {took:?}: {error}");
+    }
+
+    #[test]
+    fn repeated_errors_are_logged_once_per_interval_with_a_count() {
+        let mut log = RepeatedLog::default();
+        let start = std::time::Instant::now();
+        assert_eq!(log.admit("down", start), Some(0));
+        assert_eq!(log.admit("down", start + Duration::from_secs(1)), None);
+        assert_eq!(log.admit("down", start + Duration::from_secs(2)), None);
+        assert_eq!(
+            log.admit("refused", start + Duration::from_secs(3)),
+            Some(2)
+        );
+        assert_eq!(
+            log.admit("refused", start + REPEAT_LOG_INTERVAL * 2),
+            Some(0)
+        );
     }
 }

@@ -32,7 +32,14 @@ pub struct KafkaSettings {
     pub operation_timeout: Duration,
     /// `sessionTimeout`: how long a consumer that stopped heartbeating keeps its partitions.
     pub session_timeout: Duration,
+    /// How long the start-up check may wait for a broker: `operationTimeout`, but short of the
+    /// runtime's `spec.initTimeout`, so that a silent broker fails init with the brokers named
+    /// instead of the runtime's bare "init did not finish".
+    pub connect_timeout: Duration,
 }
+
+/// How much sooner than `spec.initTimeout` the start-up check gives up.
+const INIT_TIMEOUT_MARGIN: Duration = Duration::from_millis(250);
 
 fn invalid(field: &str, expected: &str, got: &str) -> InitError {
     InitError::Metadata(MetadataError::Invalid {
@@ -44,6 +51,8 @@ fn invalid(field: &str, expected: &str, got: &str) -> InitError {
 
 impl KafkaSettings {
     pub fn from_metadata(metadata: &ComponentMetadata) -> Result<Self, InitError> {
+        let operation_timeout =
+            metadata.duration_or("operationTimeout", Duration::from_secs(10))?;
         let brokers = metadata.required("brokers")?.to_string();
         let consumer_group = metadata
             .get("consumerGroup")
@@ -107,8 +116,14 @@ impl KafkaSettings {
                     &partitions.to_string(),
                 )
             })?,
-            operation_timeout: metadata.duration_or("operationTimeout", Duration::from_secs(10))?,
+            operation_timeout,
             session_timeout: metadata.duration_or("sessionTimeout", Duration::from_secs(10))?,
+            connect_timeout: match metadata.init_timeout() {
+                Some(init) => {
+                    operation_timeout.min(init.saturating_sub(INIT_TIMEOUT_MARGIN).max(init / 2))
+                }
+                None => operation_timeout,
+            },
         })
     }
 
