@@ -57,7 +57,18 @@ pub struct Route {
     pub action: RouteAction,
     pub headers: HeaderMutations,
     /// `typed_per_filter_config["envoy.filters.http.fault"]`; overrides the virtual host's.
-    pub fault: Option<FaultPolicy>,
+    pub fault: RouteFault,
+}
+
+/// A route's own fault filter config, which overrides its virtual host's.
+#[derive(Debug, Clone, Default)]
+pub enum RouteFault {
+    /// None of its own: the virtual host's applies.
+    #[default]
+    Inherit,
+    /// `FilterConfig { disabled: true }`: no fault on this route, whatever the virtual host's.
+    Disabled,
+    Policy(FaultPolicy),
 }
 
 /// An Envoy `RouteMatch`.

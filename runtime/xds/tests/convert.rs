@@ -59,7 +59,7 @@ use envoy_types::pb::google::protobuf::{
 };
 use outrigger_mesh::model::{
     CircuitBreakerThresholds, ClusterTarget, FaultStatus, ForwardAction, HashPolicy, HeaderRule,
-    HealthStatus, LbPolicy, OutlierDetectionSpec, PathMatch, RouteAction, RouteConfig,
+    HealthStatus, LbPolicy, OutlierDetectionSpec, PathMatch, RouteAction, RouteConfig, RouteFault,
     StringPattern,
 };
 use outrigger_xds::convert::{
@@ -1129,24 +1129,46 @@ fn fault_at_virtual_host_and_route_level() {
     let vh_delay = virtual_host.fault.as_ref().unwrap().delay.as_ref().unwrap();
     assert_eq!(vh_delay.delay, Duration::from_secs(7));
     assert_eq!(vh_delay.per_million, 1_000_000);
-    let route_abort = virtual_host.routes[0]
-        .fault
-        .as_ref()
-        .unwrap()
+    fn policy(fault: &RouteFault) -> &outrigger_mesh::model::FaultPolicy {
+        match fault {
+            RouteFault::Policy(policy) => policy,
+            other => panic!("expected a policy, got {other:?}"),
+        }
+    }
+    let route_abort = policy(&virtual_host.routes[0].fault)
         .abort
         .as_ref()
         .unwrap();
     assert_eq!(route_abort.status, FaultStatus::Http(503));
     assert_eq!(route_abort.per_million, 100_000);
-    let wrapped = virtual_host.routes[1]
-        .fault
-        .as_ref()
-        .unwrap()
+    let wrapped = policy(&virtual_host.routes[1].fault)
         .abort
         .as_ref()
         .unwrap();
     assert_eq!(wrapped.status, FaultStatus::Grpc(14));
     assert_eq!(wrapped.per_million, 1);
+
+    // A disabled filter on a route cancels the virtual host's fault there; on the virtual host
+    // it is the same as none.
+    let disabled = any(&FilterConfig {
+        config: None,
+        is_optional: false,
+        disabled: true,
+    });
+    config.virtual_hosts[0].routes[1].typed_per_filter_config =
+        HashMap::from([("envoy.filters.http.fault".to_string(), disabled.clone())]);
+    let converted = convert(&config).unwrap();
+    assert!(matches!(
+        converted.virtual_hosts[0].routes[1].fault,
+        RouteFault::Disabled
+    ));
+    assert!(matches!(
+        converted.virtual_hosts[0].routes[0].fault,
+        RouteFault::Policy(_)
+    ));
+    config.virtual_hosts[0].typed_per_filter_config =
+        HashMap::from([("envoy.filters.http.fault".to_string(), disabled)]);
+    assert!(convert(&config).unwrap().virtual_hosts[0].fault.is_none());
 
     let bad = HttpFault {
         abort: Some(ProtoFaultAbort {

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use outrigger_mesh::model::{
-    ClusterTarget, FaultStatus, HeaderRule, LbPolicy, MeshSnapshot, RouteAction, StringPattern,
+    ClusterTarget, FaultStatus, HeaderRule, LbPolicy, MeshSnapshot, RouteAction, RouteFault,
+    StringPattern,
 };
 use outrigger_xds::file::{apply_file, load_file, watch_file};
 use outrigger_xds::store::{
@@ -115,16 +116,13 @@ fn bookinfo_yaml_converts_to_the_expected_model() {
     assert_eq!(retry.per_try_timeout, Some(Duration::from_secs(2)));
 
     let ratings_host = &config.virtual_hosts[1];
-    let delay = ratings_host.routes[0]
-        .fault
-        .as_ref()
-        .unwrap()
-        .delay
-        .as_ref()
-        .unwrap();
+    let RouteFault::Policy(fault) = &ratings_host.routes[0].fault else {
+        panic!("a fault policy on the first ratings route")
+    };
+    let delay = fault.delay.as_ref().unwrap();
     assert_eq!(delay.delay, Duration::from_secs(1));
     assert_eq!(delay.per_million, 1_000_000);
-    assert!(ratings_host.routes[1].fault.is_none());
+    assert!(matches!(ratings_host.routes[1].fault, RouteFault::Inherit));
 
     let dump = store.config_dump().to_string();
     assert!(dump.contains("outbound|9080|v1|reviews"));

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::model::{FaultPolicy, FaultStatus, Route, VirtualHost};
+use crate::model::{FaultPolicy, FaultStatus, Route, RouteFault, VirtualHost};
 
 /// The faults to inject into one request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,9 +33,14 @@ pub fn decide_fault(policy: &FaultPolicy, delay_draw: u32, abort_draw: u32) -> F
     }
 }
 
-/// The fault policy for a request: the route's own, else its virtual host's.
+/// The fault policy for a request: the route's own, else its virtual host's, unless the route
+/// disables the filter.
 pub fn effective_fault<'a>(route: &'a Route, vhost: &'a VirtualHost) -> Option<&'a FaultPolicy> {
-    route.fault.as_ref().or(vhost.fault.as_ref())
+    match &route.fault {
+        RouteFault::Inherit => vhost.fault.as_ref(),
+        RouteFault::Disabled => None,
+        RouteFault::Policy(policy) => Some(policy),
+    }
 }
 
 #[cfg(test)]
@@ -110,7 +115,7 @@ mod tests {
                 body: None,
             },
             headers: Default::default(),
-            fault: None,
+            fault: RouteFault::Inherit,
         };
         let vhost = VirtualHost {
             fault: Some(policy(1)),
@@ -125,7 +130,7 @@ mod tests {
                 .per_million,
             1
         );
-        route.fault = Some(policy(2));
+        route.fault = RouteFault::Policy(policy(2));
         assert_eq!(
             effective_fault(&route, &vhost)
                 .unwrap()
@@ -135,5 +140,7 @@ mod tests {
                 .per_million,
             2
         );
+        route.fault = RouteFault::Disabled;
+        assert!(effective_fault(&route, &vhost).is_none());
     }
 }

@@ -156,7 +156,7 @@ mod tests {
     use http::HeaderValue;
 
     use super::*;
-    use crate::model::{RouteAction, StringMatcher, StringPattern};
+    use crate::model::{RouteAction, RouteFault, StringMatcher, StringPattern};
     use crate::router::full_match_regex;
 
     fn route_match(path: PathMatch) -> RouteMatch {
@@ -419,7 +419,7 @@ mod tests {
                 body: None,
             },
             headers: Default::default(),
-            fault: None,
+            fault: RouteFault::Inherit,
         };
         let vhost = VirtualHost {
             routes: vec![

@@ -8,7 +8,7 @@ use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{
     HttpFault, fault_abort::ErrorType,
 };
 use envoy_types::pb::google::protobuf::Any;
-use outrigger_mesh::model::{FaultAbort, FaultDelay, FaultPolicy, FaultStatus};
+use outrigger_mesh::model::{FaultAbort, FaultDelay, FaultPolicy, FaultStatus, RouteFault};
 use prost::{Message, Name};
 
 use super::duration::to_duration;
@@ -18,16 +18,20 @@ use super::{AtField, FieldError};
 /// The filter name Envoy (and istiod) key the fault filter's per-route config by.
 pub(crate) const FAULT_FILTER: &str = "envoy.filters.http.fault";
 
-/// The fault policy in a `typed_per_filter_config` map, if any.
+/// The fault filter's config in a `typed_per_filter_config` map: absent (inherit), disabled,
+/// or a policy.
 pub(crate) fn fault_from_filter_configs(
     configs: &HashMap<String, Any>,
-) -> Result<Option<FaultPolicy>, FieldError> {
+) -> Result<RouteFault, FieldError> {
     match configs.get(FAULT_FILTER) {
-        None => Ok(None),
-        Some(any) => fault_policy(any).at(&format!("typed_per_filter_config[{FAULT_FILTER}]")),
+        None => Ok(RouteFault::Inherit),
+        Some(any) => fault_policy(any)
+            .map(|policy| policy.map_or(RouteFault::Disabled, RouteFault::Policy))
+            .at(&format!("typed_per_filter_config[{FAULT_FILTER}]")),
     }
 }
 
+/// The policy of a fault filter config; `None` when it is `FilterConfig { disabled: true }`.
 fn fault_policy(any: &Any) -> Result<Option<FaultPolicy>, FieldError> {
     let fault = if any.type_url == FilterConfig::type_url() {
         let wrapper = FilterConfig::decode(any.value.as_slice())

@@ -19,7 +19,7 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use outrigger_mesh::model::{
     ClusterTarget, ForwardAction, HashPolicy, MirrorPolicy, PathMatch, Redirect, RetryOn,
-    RetryPolicy, Route, RouteAction, RouteConfig, RouteMatch, VirtualHost,
+    RetryPolicy, Route, RouteAction, RouteConfig, RouteFault, RouteMatch, VirtualHost,
     WeightedCluster as ModelWeightedCluster,
 };
 
@@ -155,7 +155,11 @@ impl Context<'_> {
                 response_add: &virtual_host.response_headers_to_add,
                 response_remove: &virtual_host.response_headers_to_remove,
             })?,
-            fault: fault_from_filter_configs(&virtual_host.typed_per_filter_config)?,
+            // On a virtual host, a disabled filter is the same as none.
+            fault: match fault_from_filter_configs(&virtual_host.typed_per_filter_config)? {
+                RouteFault::Policy(policy) => Some(policy),
+                RouteFault::Inherit | RouteFault::Disabled => None,
+            },
         })
     }
 
