@@ -140,6 +140,8 @@ impl ResourceStore {
                 )?;
             }
             LISTENER_TYPE => {
+                let known = self.cluster_names();
+                let is_known_cluster = |name: &str| known.contains(name);
                 self.listeners = update.convert(
                     "Listener",
                     &self.listeners,
@@ -147,20 +149,13 @@ impl ResourceStore {
                     |listener| {
                         Ok(AcceptedListener {
                             listener: listener.clone(),
-                            info: convert_listener(listener)?,
+                            info: convert_listener(listener, &is_known_cluster)?,
                         })
                     },
                 )?;
-                // Listeners are not part of the snapshot yet: nothing to rebuild.
-                return Ok(());
             }
             ROUTE_TYPE => {
-                let known: HashSet<&str> = self
-                    .clusters
-                    .entries
-                    .iter()
-                    .map(|entry| entry.name.as_str())
-                    .collect();
+                let known = self.cluster_names();
                 let is_known_cluster = |name: &str| known.contains(name);
                 let routes = update.convert(
                     "RouteConfiguration",
@@ -174,6 +169,15 @@ impl ResourceStore {
         }
         self.rebuild_snapshot();
         Ok(())
+    }
+
+    /// The names of the accepted clusters, which routes may name.
+    fn cluster_names(&self) -> HashSet<String> {
+        self.clusters
+            .entries
+            .iter()
+            .map(|entry| entry.name.clone())
+            .collect()
     }
 
     /// What the data plane runs on, built from the accepted resources.
@@ -319,11 +323,19 @@ impl ResourceStore {
                 (entry.name.clone(), Arc::new(spec))
             })
             .collect();
+        // RDS route configurations first, then those inline in listeners.
+        let inline = self
+            .listeners
+            .entries
+            .iter()
+            .flat_map(|entry| entry.value.info.inline_route_configs.iter());
         let route_configs = self
             .routes
             .entries
             .iter()
-            .map(|entry| Arc::clone(&entry.value))
+            .map(|entry| &entry.value)
+            .chain(inline)
+            .map(Arc::clone)
             .collect();
         self.snapshot = Arc::new(MeshSnapshot {
             route_configs,

@@ -1208,12 +1208,58 @@ fn listener_collects_rds_names() {
         }],
         ..Default::default()
     };
-    let info = convert_listener(&listener).unwrap();
+    let info = convert_listener(&listener, &|name| KNOWN.contains(&name)).unwrap();
     assert_eq!(info.route_config_names, ["9080"]);
+    assert!(info.inline_route_configs.is_empty());
     let unnamed = Listener::default();
     assert_eq!(
-        convert_listener(&unnamed).unwrap_err().to_string(),
+        convert_listener(&unnamed, &|name| KNOWN.contains(&name))
+            .unwrap_err()
+            .to_string(),
         "name: must not be empty"
+    );
+}
+
+fn listener_with_inline_routes(config: RouteConfiguration) -> Listener {
+    let manager = HttpConnectionManager {
+        stat_prefix: "inbound".into(),
+        route_specifier: Some(RouteSpecifier::RouteConfig(config)),
+        ..Default::default()
+    };
+    Listener {
+        name: "virtualInbound".into(),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.http_connection_manager".into(),
+                config_type: Some(filter::ConfigType::TypedConfig(any(&manager))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn listener_converts_its_inline_route_configuration() {
+    let listener = listener_with_inline_routes(route_config(
+        "inbound|9080||",
+        vec![virtual_host("inbound", &["reviews"], vec![route_to("v1")])],
+    ));
+    let info = convert_listener(&listener, &|name| KNOWN.contains(&name)).unwrap();
+    assert!(info.route_config_names.is_empty());
+    assert_eq!(info.inline_route_configs.len(), 1);
+    assert_eq!(info.inline_route_configs[0].name, "inbound|9080||");
+    assert_eq!(
+        info.inline_route_configs[0].virtual_hosts[0].domains,
+        ["reviews"]
+    );
+    // Validated as an RDS one is, with the path through the listener.
+    let bad = listener_with_inline_routes(single_route(route_to("v9")));
+    assert_eq!(
+        convert_listener(&bad, &|name| KNOWN.contains(&name))
+            .unwrap_err()
+            .to_string(),
+        "filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[0].route.cluster: unknown cluster \"v9\""
     );
 }
 

@@ -92,6 +92,70 @@ fn snapshot_joins_eds_assignments_by_service_name() {
 }
 
 #[test]
+fn route_configurations_inline_in_listeners_join_the_snapshot_after_the_rds_ones() {
+    let mut store = store_with_clusters();
+    store
+        .apply(
+            ROUTE_TYPE,
+            "r1",
+            &[any(&route_config(
+                "outrigger",
+                vec![virtual_host("reviews", &["reviews"], vec![route_to("v1")])],
+            ))],
+        )
+        .unwrap();
+    let manager = HttpConnectionManager {
+        stat_prefix: "inbound".into(),
+        route_specifier: Some(RouteSpecifier::RouteConfig(route_config(
+            "inbound|9080||",
+            vec![virtual_host(
+                "ratings",
+                &["ratings"],
+                vec![route_to("ratings")],
+            )],
+        ))),
+        ..Default::default()
+    };
+    let mut inbound = listener("virtualInbound", "unused");
+    inbound.filter_chains[0].filters[0].config_type =
+        Some(filter::ConfigType::TypedConfig(any(&manager)));
+    store.apply(LISTENER_TYPE, "l1", &[any(&inbound)]).unwrap();
+    let names: Vec<_> = store
+        .snapshot()
+        .route_configs
+        .iter()
+        .map(|config| config.name.clone())
+        .collect();
+    assert_eq!(names, ["outrigger", "inbound|9080||"]);
+
+    // An inline route to a cluster the store does not have is rejected with the listener.
+    let mut bad = manager.clone();
+    bad.route_specifier = Some(RouteSpecifier::RouteConfig(route_config(
+        "inbound|9080||",
+        vec![virtual_host(
+            "ratings",
+            &["ratings"],
+            vec![route_to("nowhere")],
+        )],
+    )));
+    inbound.filter_chains[0].filters[0].config_type =
+        Some(filter::ConfigType::TypedConfig(any(&bad)));
+    let error = store
+        .apply(LISTENER_TYPE, "l2", &[any(&inbound)])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("virtualInbound") && error.contains("unknown cluster \"nowhere\""),
+        "{error}"
+    );
+    assert_eq!(
+        store.snapshot().route_configs.len(),
+        2,
+        "the last good state serves"
+    );
+}
+
+#[test]
 fn rejected_update_keeps_the_previous_state() {
     let mut store = store_with_clusters();
     store
