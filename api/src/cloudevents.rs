@@ -36,16 +36,20 @@ fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
         .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
 }
 
+/// Whether `text` ends with `suffix`, ignoring ASCII case.
+fn ends_with_ignore_case(text: &str, suffix: &str) -> bool {
+    text.len()
+        .checked_sub(suffix.len())
+        .and_then(|start| text.get(start..))
+        .is_some_and(|end| end.eq_ignore_ascii_case(suffix))
+}
+
 /// Whether a content type carries JSON (`application/json`, `application/*+json`, `text/json`).
 pub fn is_json(content_type: &str) -> bool {
     let essence = essence(content_type);
     essence.eq_ignore_ascii_case("application/json")
         || essence.eq_ignore_ascii_case("text/json")
-        || essence
-            .len()
-            .checked_sub("+json".len())
-            .and_then(|start| essence.get(start..))
-            .is_some_and(|end| end.eq_ignore_ascii_case("+json"))
+        || ends_with_ignore_case(essence, "+json")
 }
 
 /// Whether a content type is binary, carried as `data_base64`.
@@ -125,14 +129,20 @@ fn write_json_string(out: &mut Vec<u8>, text: &str) {
     }
 }
 
-/// Appends `"name":` and the value; fields after the first are preceded by a comma.
-fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
+/// Appends `"name":`, after a comma unless it is the object's first field. `name` is one of
+/// the envelope's own field names, which need no escaping.
+fn write_key(out: &mut Vec<u8>, name: &str) {
     if out.len() > 1 {
         out.push(b',');
     }
     out.push(b'"');
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\":");
+}
+
+/// Appends a field whose value is a string.
+fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
+    write_key(out, name);
     write_json_string(out, value);
 }
 
@@ -162,7 +172,7 @@ pub fn encode_new(
             .flatten();
         match json {
             Some(raw) => {
-                out.extend_from_slice(b"\"data\":");
+                write_key(&mut out, "data");
                 out.extend_from_slice(raw.get().as_bytes());
             }
             None => match std::str::from_utf8(data) {

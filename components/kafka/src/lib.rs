@@ -402,7 +402,7 @@ impl KafkaClient {
     ) -> Result<Vec<(usize, String)>, String> {
         self.ensure_topic(topic).await?;
         // Not cut short by a SASL failure: a message handed to librdkafka may still be delivered.
-        let failures = delivery::send_batch(
+        let mut failures = delivery::send_batch(
             &self.clients()?.producer,
             topic,
             messages,
@@ -412,7 +412,6 @@ impl KafkaClient {
         if failures.len() < messages.len() {
             self.authenticated();
         }
-        let mut failures = failures;
         failures.sort_by_key(|(index, _)| *index);
         Ok(failures
             .into_iter()
@@ -660,7 +659,6 @@ impl PubSub for KafkaPubSub {
             .produce_batch(topic, &messages)
             .await
             .map_err(PubSubError::Backend)?;
-        drop(messages);
         failures.extend(
             send_failures
                 .into_iter()
@@ -997,19 +995,19 @@ mod tests {
         .await;
     }
 
+    /// A client of `broker` with one more metadata field.
+    async fn connected_client(broker: &KafkaBroker, field: (&str, &str)) -> KafkaClient {
+        let address = broker.address();
+        let metadata = ComponentMetadata::from_pairs([("brokers", address.as_str()), field]);
+        KafkaClient::connect(KafkaSettings::from_metadata(&metadata).expect("settings"))
+            .await
+            .expect("client")
+    }
+
     #[tokio::test]
     async fn a_batch_reports_exactly_the_messages_that_failed() {
         let broker = KafkaBroker::start().expect("tansu");
-        let address = broker.address();
-        let client = KafkaClient::connect(
-            KafkaSettings::from_metadata(&ComponentMetadata::from_pairs([
-                ("brokers", address.as_str()),
-                ("maxMessageBytes", "2000"),
-            ]))
-            .expect("settings"),
-        )
-        .await
-        .expect("client");
+        let client = connected_client(&broker, ("maxMessageBytes", "2000")).await;
         let too_big = vec![b'x'; 4000];
         let messages: Vec<_> = [b"first".as_slice(), &too_big, b"third", b"fourth"]
             .into_iter()
@@ -1041,16 +1039,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_sent_to_a_dead_broker_fails_every_message_within_the_operation_timeout() {
         let broker = KafkaBroker::start().expect("tansu");
-        let address = broker.address();
-        let client = KafkaClient::connect(
-            KafkaSettings::from_metadata(&ComponentMetadata::from_pairs([
-                ("brokers", address.as_str()),
-                ("operationTimeout", "1s"),
-            ]))
-            .expect("settings"),
-        )
-        .await
-        .expect("client");
+        let client = connected_client(&broker, ("operationTimeout", "1s")).await;
         client.ensure_topic("gone").await.expect("topic");
         drop(broker);
         let messages: Vec<_> = (0..3)

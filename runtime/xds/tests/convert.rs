@@ -20,7 +20,7 @@ use envoy_types::pb::envoy::config::core::v3::{
     RuntimeFractionalPercent, data_source, header_value_option::HeaderAppendAction,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, LocalityLbEndpoints};
-use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
+use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::{
     DirectResponseAction, FilterConfig, HeaderMatcher as ProtoHeaderMatcher,
     QueryParameterMatcher as ProtoQueryParameterMatcher, RedirectAction,
@@ -43,9 +43,6 @@ use envoy_types::pb::envoy::extensions::filters::common::fault::v3::{
 };
 use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{
     FaultAbort as ProtoFaultAbort, HttpFault, fault_abort::ErrorType,
-};
-use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, Rds, http_connection_manager::RouteSpecifier,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{
     RegexMatchAndSubstitute, RegexMatcher, StringMatcher as ProtoStringMatcher,
@@ -1189,25 +1186,7 @@ fn fault_at_virtual_host_and_route_level() {
 
 #[test]
 fn listener_collects_rds_names() {
-    let manager = HttpConnectionManager {
-        stat_prefix: "outbound".into(),
-        route_specifier: Some(RouteSpecifier::Rds(Rds {
-            config_source: None,
-            route_config_name: "9080".into(),
-        })),
-        ..Default::default()
-    };
-    let listener = Listener {
-        name: "0.0.0.0_9080".into(),
-        filter_chains: vec![FilterChain {
-            filters: vec![Filter {
-                name: "envoy.filters.network.http_connection_manager".into(),
-                config_type: Some(filter::ConfigType::TypedConfig(any(&manager))),
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    };
+    let listener = listener_with_manager("0.0.0.0_9080", &rds_manager("9080"));
     let info = convert_listener(&listener, &|name| KNOWN.contains(&name)).unwrap();
     assert_eq!(info.route_config_names, ["9080"]);
     assert!(info.inline_route_configs.is_empty());
@@ -1221,22 +1200,7 @@ fn listener_collects_rds_names() {
 }
 
 fn listener_with_inline_routes(config: RouteConfiguration) -> Listener {
-    let manager = HttpConnectionManager {
-        stat_prefix: "inbound".into(),
-        route_specifier: Some(RouteSpecifier::RouteConfig(config)),
-        ..Default::default()
-    };
-    Listener {
-        name: "virtualInbound".into(),
-        filter_chains: vec![FilterChain {
-            filters: vec![Filter {
-                name: "envoy.filters.network.http_connection_manager".into(),
-                config_type: Some(filter::ConfigType::TypedConfig(any(&manager))),
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
+    listener_with_manager("virtualInbound", &inline_routes_manager(config))
 }
 
 #[test]

@@ -3,10 +3,7 @@
 
 mod support;
 
-use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
-use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, Rds, http_connection_manager::RouteSpecifier,
-};
+use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::google::protobuf::Any;
 use outrigger_xds::store::{
     CLUSTER_TYPE, ENDPOINT_TYPE, LISTENER_TYPE, ROUTE_TYPE, ResourceStore, XdsError,
@@ -15,25 +12,9 @@ use outrigger_xds::store::{
 use support::*;
 
 fn listener(name: &str, route_config_name: &str) -> Listener {
-    let manager = HttpConnectionManager {
-        stat_prefix: name.into(),
-        route_specifier: Some(RouteSpecifier::Rds(Rds {
-            config_source: None,
-            route_config_name: route_config_name.into(),
-        })),
-        ..Default::default()
-    };
-    Listener {
-        name: name.into(),
-        filter_chains: vec![FilterChain {
-            filters: vec![Filter {
-                name: "envoy.filters.network.http_connection_manager".into(),
-                config_type: Some(filter::ConfigType::TypedConfig(any(&manager))),
-            }],
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
+    let mut manager = rds_manager(route_config_name);
+    manager.stat_prefix = name.into();
+    listener_with_manager(name, &manager)
 }
 
 fn store_with_clusters() -> ResourceStore {
@@ -104,21 +85,15 @@ fn route_configurations_inline_in_listeners_join_the_snapshot_after_the_rds_ones
             ))],
         )
         .unwrap();
-    let manager = HttpConnectionManager {
-        stat_prefix: "inbound".into(),
-        route_specifier: Some(RouteSpecifier::RouteConfig(route_config(
-            "inbound|9080||",
-            vec![virtual_host(
-                "ratings",
-                &["ratings"],
-                vec![route_to("ratings")],
-            )],
-        ))),
-        ..Default::default()
-    };
-    let mut inbound = listener("virtualInbound", "unused");
-    inbound.filter_chains[0].filters[0].config_type =
-        Some(filter::ConfigType::TypedConfig(any(&manager)));
+    let manager = inline_routes_manager(route_config(
+        "inbound|9080||",
+        vec![virtual_host(
+            "ratings",
+            &["ratings"],
+            vec![route_to("ratings")],
+        )],
+    ));
+    let inbound = listener_with_manager("virtualInbound", &manager);
     store.apply(LISTENER_TYPE, "l1", &[any(&inbound)]).unwrap();
     let names: Vec<_> = store
         .snapshot()
@@ -129,19 +104,19 @@ fn route_configurations_inline_in_listeners_join_the_snapshot_after_the_rds_ones
     assert_eq!(names, ["outrigger", "inbound|9080||"]);
 
     // An inline route to a cluster the store does not have is rejected with the listener.
-    let mut bad = manager.clone();
-    bad.route_specifier = Some(RouteSpecifier::RouteConfig(route_config(
-        "inbound|9080||",
-        vec![virtual_host(
-            "ratings",
-            &["ratings"],
-            vec![route_to("nowhere")],
-        )],
-    )));
-    inbound.filter_chains[0].filters[0].config_type =
-        Some(filter::ConfigType::TypedConfig(any(&bad)));
+    let bad = listener_with_manager(
+        "virtualInbound",
+        &inline_routes_manager(route_config(
+            "inbound|9080||",
+            vec![virtual_host(
+                "ratings",
+                &["ratings"],
+                vec![route_to("nowhere")],
+            )],
+        )),
+    );
     let error = store
-        .apply(LISTENER_TYPE, "l2", &[any(&inbound)])
+        .apply(LISTENER_TYPE, "l2", &[any(&bad)])
         .unwrap_err()
         .to_string();
     assert!(

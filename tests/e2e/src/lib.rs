@@ -76,6 +76,21 @@ pub async fn wait_until_app_ready(base: &str, timeout: std::time::Duration) -> b
     false
 }
 
+/// Spawns the `outrigger` process `builder` describes, serving the app on `app_port`, and
+/// waits until the sidecar and its app are ready (panics with the sidecar's log otherwise).
+pub async fn spawn_with_app(
+    builder: outrigger_test_harness::SidecarBuilder,
+    app_port: u16,
+) -> outrigger_test_harness::Sidecar {
+    let sidecar = builder.arg("--app-port").arg(&app_port.to_string()).spawn();
+    assert!(
+        wait_until_app_ready(&sidecar.http_url(""), std::time::Duration::from_secs(30)).await,
+        "sidecar never became ready:\n{}",
+        sidecar.log()
+    );
+    sidecar
+}
+
 /// Base URL of a running sidecar's HTTP API.
 pub fn http_base(sidecar: &RunningSidecar) -> String {
     format!("http://{}", sidecar.http_address)

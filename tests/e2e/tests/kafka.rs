@@ -90,17 +90,11 @@ fn components(broker: &KafkaBroker) -> tempfile::TempDir {
 }
 
 async fn start_sidecar(dir: &tempfile::TempDir, app_port: u16) -> Sidecar {
-    let sidecar = SidecarBuilder::new("kafka-app")
-        .resources_path(dir.path())
-        .arg("--app-port")
-        .arg(&app_port.to_string())
-        .spawn();
-    assert!(
-        outrigger_e2e::wait_until_app_ready(&sidecar.http_url(""), Duration::from_secs(30)).await,
-        "sidecar never became ready:\n{}",
-        sidecar.log()
-    );
-    sidecar
+    outrigger_e2e::spawn_with_app(
+        SidecarBuilder::new("kafka-app").resources_path(dir.path()),
+        app_port,
+    )
+    .await
 }
 
 async fn send(

@@ -175,3 +175,38 @@ fn a_broker_that_is_down_at_start_up_fails_it_unless_errors_are_ignored() {
         "{log}"
     );
 }
+
+#[test]
+fn a_silent_broker_fails_start_up_naming_the_brokers_within_the_init_timeout() {
+    // Accepts connections and never answers, like a broker behind a black-holing firewall.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let brokers = listener.local_addr().expect("address").to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("kafka.yaml"),
+        format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: events\nspec:\n  type: pubsub.kafka\n  version: v1\n  initTimeout: 2s\n  metadata:\n  - name: brokers\n    value: \"{brokers}\"\n"
+        ),
+    )
+    .expect("write");
+    // The component gives up before the loader's timeout, so the failure names the brokers
+    // rather than only the timeout.
+    let (took, output) = expect_start_failure(
+        SidecarBuilder::new("outage-app").resources_path(dir.path()),
+        1,
+        &[
+            "component \"events\" (pubsub.kafka): init failed",
+            &format!("kafka at {brokers}: no broker reachable"),
+        ],
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "start-up failed after {took:?}:\n{output}"
+    );
+}

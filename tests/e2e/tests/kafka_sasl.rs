@@ -110,16 +110,11 @@ async fn start_sidecar(components: &[String], app_port: u16) -> (tempfile::TempD
         std::fs::write(dir.path().join(format!("component-{index}.yaml")), yaml)
             .expect("write component");
     }
-    let sidecar = SidecarBuilder::new("kafka-sasl-app")
-        .resources_path(dir.path())
-        .arg("--app-port")
-        .arg(&app_port.to_string())
-        .spawn();
-    assert!(
-        outrigger_e2e::wait_until_app_ready(&sidecar.http_url(""), Duration::from_secs(30)).await,
-        "sidecar never became ready:\n{}",
-        sidecar.log()
-    );
+    let sidecar = outrigger_e2e::spawn_with_app(
+        SidecarBuilder::new("kafka-sasl-app").resources_path(dir.path()),
+        app_port,
+    )
+    .await;
     (dir, sidecar)
 }
 

@@ -85,19 +85,11 @@ async fn start_sidecar(dir: &tempfile::TempDir, app_port: u16) -> Sidecar {
 }
 
 async fn start_sidecar_with(dir: &tempfile::TempDir, app_port: u16, extra: &[&str]) -> Sidecar {
-    let mut builder = SidecarBuilder::new("worker")
-        .resources_path(dir.path())
-        .arg("--app-port")
-        .arg(&app_port.to_string());
+    let mut builder = SidecarBuilder::new("worker").resources_path(dir.path());
     for arg in extra {
         builder = builder.arg(arg);
     }
-    let sidecar = builder.spawn();
-    assert!(
-        outrigger_e2e::wait_until_app_ready(&sidecar.http_url(""), Duration::from_secs(20)).await,
-        "sidecar never became ready:\n{}",
-        sidecar.log()
-    );
+    let sidecar = outrigger_e2e::spawn_with_app(builder, app_port).await;
     assert!(
         sidecar.wait_for_log("subscribed", Duration::from_secs(10)),
         "{}",

@@ -11,9 +11,13 @@ use envoy_types::pb::envoy::config::core::v3::{
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint::HostIdentifier,
 };
+use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
 use envoy_types::pb::envoy::config::route::v3::{
     Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route::Action,
     route_action::ClusterSpecifier, route_match::PathSpecifier,
+};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, Rds, http_connection_manager::RouteSpecifier,
 };
 use envoy_types::pb::google::protobuf::Any;
 use prost::{Message, Name};
@@ -108,6 +112,42 @@ pub fn route_config(name: &str, virtual_hosts: Vec<VirtualHost>) -> RouteConfigu
     RouteConfiguration {
         name: name.to_string(),
         virtual_hosts,
+        ..Default::default()
+    }
+}
+
+/// A listener with one filter chain holding `manager`.
+pub fn listener_with_manager(name: &str, manager: &HttpConnectionManager) -> Listener {
+    Listener {
+        name: name.into(),
+        filter_chains: vec![FilterChain {
+            filters: vec![Filter {
+                name: "envoy.filters.network.http_connection_manager".into(),
+                config_type: Some(filter::ConfigType::TypedConfig(any(manager))),
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// An HTTP connection manager that loads `route_config_name` over RDS.
+pub fn rds_manager(route_config_name: &str) -> HttpConnectionManager {
+    HttpConnectionManager {
+        stat_prefix: "outbound".into(),
+        route_specifier: Some(RouteSpecifier::Rds(Rds {
+            config_source: None,
+            route_config_name: route_config_name.into(),
+        })),
+        ..Default::default()
+    }
+}
+
+/// An HTTP connection manager with `config` inline.
+pub fn inline_routes_manager(config: RouteConfiguration) -> HttpConnectionManager {
+    HttpConnectionManager {
+        stat_prefix: "inbound".into(),
+        route_specifier: Some(RouteSpecifier::RouteConfig(config)),
         ..Default::default()
     }
 }
