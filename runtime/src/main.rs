@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     let config = match Config::load(&args, &env) {
         Ok(config) => config,
         Err(error) => {
-            eprintln!("outrigger: {error}");
+            logging::report_to_stderr(&error.to_string());
             return ExitCode::from(EXIT_CONFIG);
         }
     };
@@ -56,7 +56,7 @@ fn main() -> ExitCode {
     let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("outrigger: cannot start the async runtime: {error}");
+            logging::report_to_stderr(&format!("cannot start the async runtime: {error}"));
             return ExitCode::FAILURE;
         }
     };
@@ -70,10 +70,10 @@ fn main() -> ExitCode {
 async fn run(config: Config) -> ExitCode {
     // Handlers are installed before anything starts, so a signal that arrives right after the
     // "listening" line is handled as a shutdown request rather than killing the process.
-    let signals = match ShutdownSignals::install() {
+    let mut signals = match ShutdownSignals::install() {
         Ok(signals) => signals,
         Err(error) => {
-            eprintln!("outrigger: cannot install signal handlers: {error}");
+            logging::report_to_stderr(&format!("cannot install signal handlers: {error}"));
             return ExitCode::FAILURE;
         }
     };
@@ -81,7 +81,7 @@ async fn run(config: Config) -> ExitCode {
         Ok(sidecar) => sidecar,
         Err(error) => {
             tracing::error!("{error}");
-            eprintln!("outrigger: {error}");
+            logging::report_to_stderr(&error.to_string());
             return match &error {
                 StartError::Resiliency(_) | StartError::Xds(_) => ExitCode::from(EXIT_CONFIG),
                 StartError::Components(load) if load.is_definition_error() => {
@@ -94,10 +94,15 @@ async fn run(config: Config) -> ExitCode {
     let stop = sidecar.shutdown_token();
     tokio::spawn(async move {
         signals.recv().await;
+        // Stop first, then say so: the shutdown must not depend on the log being writable.
+        stop.cancel();
         tracing::info!(
             "signal received: stopping; in-flight requests get the grace period to finish"
         );
-        stop.cancel();
+        // An operator's second Ctrl-C (or SIGTERM) does not wait for the grace period.
+        signals.recv().await;
+        logging::report_to_stderr("second signal: exiting without waiting for in-flight requests");
+        std::process::exit(1);
     });
     sidecar.wait().await;
     ExitCode::SUCCESS
@@ -118,7 +123,7 @@ impl ShutdownSignals {
         })
     }
 
-    async fn recv(mut self) {
+    async fn recv(&mut self) {
         tokio::select! {
             _ = self.terminate.recv() => {}
             _ = self.interrupt.recv() => {}

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use outrigger_e2e::{expect_start_failure, redis_component};
+use outrigger_e2e::{expect_start_failure, memory_component, redis_component};
 use outrigger_test_harness::{RedisServer, SidecarBuilder};
 
 #[test]
@@ -175,4 +175,76 @@ fn sigterm_lets_an_in_flight_request_finish() {
     let exit = sidecar.wait_exit(Duration::from_secs(10)).expect("exits");
     assert_eq!(exit.code(), Some(0), "{}", sidecar.log());
     assert!(sidecar.log().contains("outrigger stopped"));
+}
+
+#[test]
+fn a_departed_log_reader_neither_breaks_hot_reload_nor_shutdown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sidecar = SidecarBuilder::new("orphan")
+        .resources_path(dir.path())
+        .close_output_after_start()
+        .spawn();
+    // The loader logs the new component to stdout and stderr, whose readers are gone.
+    std::fs::write(dir.path().join("late.yaml"), memory_component("late")).expect("write");
+    let url = sidecar.http_url("/v1.0/state/late");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let saved = runtime.block_on(async {
+        let client = reqwest::Client::new();
+        for _ in 0..100 {
+            let response = client
+                .post(&url)
+                .body(r#"[{"key":"k","value":1}]"#)
+                .send()
+                .await;
+            if response.is_ok_and(|response| response.status() == 204) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    });
+    assert!(saved, "the hot-reloaded store never answered");
+    sidecar.signal("TERM");
+    let status = sidecar
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits after SIGTERM although its log cannot be written");
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn a_second_signal_exits_without_waiting_for_the_grace_period() {
+    let redis = RedisServer::start().expect("redis-server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("store.yaml"),
+        redis_component("store", &redis.address(), &[("readTimeout", "30s")]),
+    )
+    .expect("write");
+    let mut sidecar = SidecarBuilder::new("impatient")
+        .resources_path(dir.path())
+        .arg("--graceful-shutdown-seconds")
+        .arg("30")
+        .spawn();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let url = sidecar.http_url("/v1.0/state/store/held");
+    runtime.block_on(async {
+        // A read held for 20 s by a busy Redis keeps the first signal's drain waiting.
+        let _sleeper = redis.hold_busy(20).await;
+        let _held = tokio::spawn(reqwest::get(url));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    });
+    sidecar.signal("TERM");
+    assert!(
+        sidecar.wait_for_log("signal received", Duration::from_secs(5)),
+        "{}",
+        sidecar.log()
+    );
+    let started = std::time::Instant::now();
+    sidecar.signal("TERM");
+    let status = sidecar
+        .wait_exit(Duration::from_secs(5))
+        .expect("a second signal exits at once");
+    assert_eq!(status.code(), Some(1), "{}", sidecar.log());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(sidecar.log().contains("second signal"), "{}", sidecar.log());
 }

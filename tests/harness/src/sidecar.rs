@@ -28,6 +28,7 @@ pub struct SidecarBuilder {
     app_id: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    close_output: bool,
 }
 
 impl SidecarBuilder {
@@ -36,7 +37,15 @@ impl SidecarBuilder {
             app_id: app_id.to_string(),
             args: Vec::new(),
             env: Vec::new(),
+            close_output: false,
         }
+    }
+
+    /// Closes the reading ends of the sidecar's stdout and stderr once it reported its ports, as
+    /// a supervisor that went away would: every later log line meets a broken pipe.
+    pub fn close_output_after_start(mut self) -> Self {
+        self.close_output = true;
+        self
     }
 
     pub fn resources_path(mut self, path: &Path) -> Self {
@@ -128,14 +137,27 @@ impl SidecarBuilder {
         ] {
             let log = Arc::clone(&log);
             let ports_sender = ports_sender.clone();
+            let close_output = self.close_output;
+            if close_output && !is_stdout {
+                // Nothing is written to stderr before the ports line; close it at once.
+                drop(stream);
+                continue;
+            }
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if let Some(found) = parse_ports(&line).filter(|_| is_stdout) {
-                        let _ = ports_sender.send(found);
+                    let ports = parse_ports(&line).filter(|_| is_stdout);
+                    {
+                        let mut log = log.lock().expect("log");
+                        log.push_str(&line);
+                        log.push('\n');
                     }
-                    let mut log = log.lock().expect("log");
-                    log.push_str(&line);
-                    log.push('\n');
+                    if let Some(found) = ports {
+                        let _ = ports_sender.send(found);
+                        if close_output {
+                            // Returning drops the stream: the pipe's reading end is closed.
+                            return;
+                        }
+                    }
                 }
             });
         }
