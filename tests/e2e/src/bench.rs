@@ -30,3 +30,70 @@ pub fn spawn_tcp_relay(upstream_port: u16) -> anyhow::Result<u16> {
     });
     Ok(port)
 }
+
+/// A TCP echo server on its own thread on loopback: one round trip to it is what any request
+/// to another local process costs on this machine before that process does anything.
+pub fn spawn_tcp_echo() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::spawn(move || {
+        runtime.block_on(async move {
+            let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                return;
+            };
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let _ = stream.set_nodelay(true);
+                    let (mut reader, mut writer) = stream.split();
+                    let _ = tokio::io::copy(&mut reader, &mut writer).await;
+                });
+            }
+        });
+    });
+    Ok(port)
+}
+
+/// One round trip of `message` through an echo server's connection.
+pub async fn echo_round_trip(
+    stream: &mut tokio::net::TcpStream,
+    message: &[u8],
+) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(message).await?;
+    let mut answer = vec![0; message.len()];
+    stream.read_exact(&mut answer).await?;
+    anyhow::ensure!(answer == message, "the echo answered other bytes");
+    Ok(())
+}
+
+/// User and system CPU seconds of a process so far.
+pub fn cpu_seconds(pid: u32) -> (f64, f64) {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return (0.0, 0.0);
+    };
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let per_second = clock_ticks_per_second();
+    (ticks(11) / per_second, ticks(12) / per_second)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|output| String::from_utf8(output.stdout).ok())
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(100.0)
+}

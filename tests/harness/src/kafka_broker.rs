@@ -145,6 +145,11 @@ impl KafkaBroker {
     }
 
     /// Everything the broker has written to stdout and stderr so far, for failure messages.
+    /// The broker process, while it runs (benchmarks read its CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.logs.path().join("tansu.log")).unwrap_or_default()
     }

@@ -71,34 +71,6 @@ fn start_nginx(dir: &Path, name: &str, listen: u16, upstream: u16) -> anyhow::Re
     Ok(child)
 }
 
-/// User and system CPU seconds of a process so far.
-fn cpu_seconds(pid: u32) -> (f64, f64) {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return (0.0, 0.0);
-    };
-    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |index: usize| {
-        fields
-            .get(index)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    let per_second = clock_ticks_per_second();
-    (ticks(11) / per_second, ticks(12) / per_second)
-}
-
-fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|output| String::from_utf8(output.stdout).ok())
-        .and_then(|text| text.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
 /// Resident memory of a process in MB: total, anonymous (its own), and file-backed (code and
 /// read-only data of the binary and libraries, shared with every process mapping them).
 struct Resident {
@@ -353,8 +325,11 @@ async fn main() -> anyhow::Result<()> {
             connections,
         )
         .await?;
-        let cpu_before: Vec<(f64, f64)> =
-            scenario.hops.iter().map(|pid| cpu_seconds(*pid)).collect();
+        let cpu_before: Vec<(f64, f64)> = scenario
+            .hops
+            .iter()
+            .map(|pid| outrigger_e2e::bench::cpu_seconds(*pid))
+            .collect();
         let figures = open_loop(
             scenario.address,
             scenario.path,
@@ -363,8 +338,11 @@ async fn main() -> anyhow::Result<()> {
             connections,
         )
         .await?;
-        let cpu_after: Vec<(f64, f64)> =
-            scenario.hops.iter().map(|pid| cpu_seconds(*pid)).collect();
+        let cpu_after: Vec<(f64, f64)> = scenario
+            .hops
+            .iter()
+            .map(|pid| outrigger_e2e::bench::cpu_seconds(*pid))
+            .collect();
         let p50 = figures.latency.value_at_quantile(0.50);
         let p99 = figures.latency.value_at_quantile(0.99);
         let p999 = figures.latency.value_at_quantile(0.999);

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use outrigger_api::cloudevents;
 use outrigger_client::{OutriggerClient, runtime};
+use outrigger_e2e::bench::{cpu_seconds, echo_round_trip, spawn_tcp_echo};
 use outrigger_test_harness::{KafkaBroker, SidecarBuilder, outrigger_binary};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -89,7 +90,7 @@ fn percentile(samples: &mut [Duration], fraction: f64) -> f64 {
         .map_or(0.0, |sample| sample.as_secs_f64() * 1e6)
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let iterations: usize = std::env::args()
         .nth(1)
@@ -157,8 +158,10 @@ async fn main() -> anyhow::Result<()> {
                 .map_err(|(error, _)| anyhow::anyhow!("direct send: {error}"))
         }
     };
-    let (mut sidecar_samples, mut direct_samples, mut memory_samples) =
-        (Vec::new(), Vec::new(), Vec::new());
+    let mut echo = tokio::net::TcpStream::connect(("127.0.0.1", spawn_tcp_echo()?)).await?;
+    echo.set_nodelay(true)?;
+    let (mut sidecar_samples, mut direct_samples, mut memory_samples, mut echo_samples) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..iterations + iterations / 10 {
         let started = Instant::now();
         publish(&mut client).await?;
@@ -169,10 +172,14 @@ async fn main() -> anyhow::Result<()> {
         let started = Instant::now();
         publish_to(&mut client, "memory").await?;
         let hop_alone = started.elapsed();
+        let started = Instant::now();
+        echo_round_trip(&mut echo, &payload).await?;
+        let loopback = started.elapsed();
         if round >= iterations / 10 {
             sidecar_samples.push(through_sidecar);
             direct_samples.push(straight);
             memory_samples.push(hop_alone);
+            echo_samples.push(loopback);
         }
     }
     // Bulk throughput: many rounds of 1000-entry batches, one batch of every series per round
@@ -211,15 +218,29 @@ async fn main() -> anyhow::Result<()> {
         Series::Direct(envelope_sized.clone()),
     ];
     let mut rates = vec![Vec::with_capacity(rounds); series.len()];
+    // CPU seconds each series cost the bench client, the sidecar and the broker: where a
+    // series' time goes, not only how long it took.
+    let processes = [std::process::id(), sidecar.pid(), broker.pid().unwrap_or(0)];
+    let cpu_now = || {
+        processes.map(|pid| {
+            let (user, system) = cpu_seconds(pid);
+            user + system
+        })
+    };
+    let mut cpu = vec![[0.0; 3]; series.len()];
     for round in 0..rounds {
         for offset in 0..series.len() {
             let index = (round + offset) % series.len();
+            let before = cpu_now();
             let rate = match &series[index] {
                 Series::Direct(payload) => direct_batch(&producer, payload, batch).await?,
                 Series::Sidecar { raw } => {
                     sidecar_batch(&mut client, &payload, *raw, batch).await?
                 }
             };
+            for ((total, after), before) in cpu[index].iter_mut().zip(cpu_now()).zip(before) {
+                *total += after - before;
+            }
             rates[index].push(rate);
         }
     }
@@ -270,6 +291,12 @@ async fn main() -> anyhow::Result<()> {
         "gRPC PublishEvent, in-memory", memory50, memory99
     );
     println!(
+        "{:<28} {:>10.1} {:>10.1}   (any local process's round trip before it does anything)",
+        "100-byte TCP echo, loopback",
+        percentile(&mut echo_samples, 0.5),
+        percentile(&mut echo_samples, 0.99)
+    );
+    println!(
         "overhead p50 {:+.1} µs, p99 {:+.1} µs (target p50 <= +50 µs: {})",
         sidecar50 - direct50,
         sidecar99 - direct99,
@@ -310,5 +337,23 @@ async fn main() -> anyhow::Result<()> {
         medians[3],
         same_bytes
     );
+    println!(
+        "CPU ms per {batch}-entry batch (from /proc, 10 ms ticks summed over {rounds} rounds): client / sidecar / broker"
+    );
+    let labels = [
+        "direct, 100-byte events",
+        "sidecar, CloudEvents",
+        "sidecar, rawPayload",
+        "direct, envelope-sized events",
+    ];
+    for (label, [client, sidecar, broker]) in labels.iter().zip(&cpu) {
+        let per_batch = |seconds: f64| 1000.0 * seconds / rounds as f64;
+        println!(
+            "  {label:<32} {:>6.2} / {:>6.2} / {:>6.2}",
+            per_batch(*client),
+            per_batch(*sidecar),
+            per_batch(*broker)
+        );
+    }
     Ok(())
 }
