@@ -126,8 +126,8 @@ impl std::fmt::Debug for Invoker {
 enum TryResult {
     Answered(Response<hyper::body::Incoming>),
     Failed(SendError),
-    /// The cluster's `max_pending_requests` or `max_connections` breaker is open: answered
-    /// 503 UO, never retried (as in Envoy), not the endpoint's fault.
+    /// The cluster's `max_pending_requests` breaker is open: answered 503 UO, never retried
+    /// (as in Envoy), not the endpoint's fault.
     Overflow(Overflow),
     TimedOut,
 }
@@ -587,8 +587,8 @@ impl Invoker {
 /// One try on `address` over `cluster`'s connection pool. With a live connection the request
 /// goes out at once, no circuit breaker involved. Otherwise it is a pending request
 /// (`max_pending_requests`) until it has a connection: one another request is opening, or
-/// one it opens itself (`max_connections`), connect and handshake within the cluster's
-/// `connect_timeout`.
+/// one it opens itself (counted under `max_connections`, never refused by it), connect and
+/// handshake within the cluster's `connect_timeout`.
 async fn send_try(
     transport: &MeshTransport,
     cluster: &Cluster,
@@ -628,7 +628,7 @@ async fn wait_for_connection(
             // Connections to endpoints the cluster no longer has close once their requests
             // are done, so they stop counting against `max_connections`.
             transport.drain(cluster.name(), |address| cluster.has_endpoint(address));
-            let permit = cluster.try_open_connection().map_err(Unusable::Overflow)?;
+            let permit = cluster.open_connection();
             vacancy
                 .connect(cluster.spec().connect_timeout, permit)
                 .await

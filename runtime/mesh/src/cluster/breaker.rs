@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// The live counts the thresholds are checked against. Shared by every version of a cluster
 /// (kept across `ClusterManager::update`), so permits taken before an update still count after it.
@@ -17,6 +17,9 @@ pub(crate) struct BreakerCounters {
     requests: AtomicU32,
     pending: AtomicU32,
     retries: AtomicU32,
+    /// Connections opened with `max_connections` already reached (Envoy's
+    /// `upstream_cx_overflow`).
+    connection_overflows: AtomicU64,
 }
 
 impl BreakerCounters {
@@ -32,6 +35,11 @@ impl BreakerCounters {
     /// The current count for `threshold`.
     pub(crate) fn active(&self, threshold: BreakerThreshold) -> u32 {
         self.counter(threshold).load(Ordering::Acquire)
+    }
+
+    /// Connections opened so far beyond `max_connections`.
+    pub(crate) fn connection_overflows(&self) -> u64 {
+        self.connection_overflows.load(Ordering::Relaxed)
     }
 }
 
@@ -135,13 +143,21 @@ pub struct PendingPermit {
     _slot: Slot,
 }
 
-pub(crate) fn acquire_connection(
-    counters: &Arc<BreakerCounters>,
-    max: u32,
-    cluster: &Arc<str>,
-) -> Result<ConnectionPermit, Overflow> {
-    Slot::acquire(counters, BreakerThreshold::MaxConnections, max, cluster)
-        .map(|slot| ConnectionPermit { _slot: slot })
+/// Always succeeds: beyond `max` the connection is counted as an overflow and opened anyway
+/// (see `Cluster::open_connection`).
+pub(crate) fn acquire_connection(counters: &Arc<BreakerCounters>, max: u32) -> ConnectionPermit {
+    let taken = counters.connections.fetch_add(1, Ordering::AcqRel);
+    if taken >= max {
+        counters
+            .connection_overflows
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    ConnectionPermit {
+        _slot: Slot {
+            counters: Arc::clone(counters),
+            threshold: BreakerThreshold::MaxConnections,
+        },
+    }
 }
 
 pub(crate) fn acquire_request(
@@ -243,7 +259,6 @@ mod tests {
     #[test]
     fn zero_threshold_always_overflows() {
         let cluster = limited_connections(0, 0, 0, 0);
-        assert!(cluster.try_open_connection().is_err());
         assert!(cluster.try_start_request().is_err());
         assert!(cluster.try_start_retry().is_err());
         assert!(cluster.try_start_pending().is_err());
@@ -252,14 +267,17 @@ mod tests {
     #[test]
     fn max_connections_counts_open_connections_apart_from_requests() {
         let cluster = limited_connections(2, 1, 1, 1);
-        let first = cluster.try_open_connection().unwrap();
-        let second = cluster.try_open_connection().unwrap();
-        let overflow = cluster.try_open_connection().unwrap_err();
-        assert_eq!(overflow.threshold, BreakerThreshold::MaxConnections);
+        let first = cluster.open_connection();
+        let second = cluster.open_connection();
+        assert_eq!(cluster.status().connection_overflows, 0);
+        // Beyond the threshold the connection is still opened, and counted as an overflow.
+        let third = cluster.open_connection();
+        let status = cluster.status();
         assert_eq!(
-            overflow.to_string(),
-            "circuit breaker overflow: max_connections of cluster limited"
+            (status.connections_active, status.connection_overflows),
+            (3, 1)
         );
+        drop(third);
         // Connections and requests are counted apart: two open connections with one request
         // and one pending request between them.
         let request = cluster.try_start_request().unwrap();
@@ -279,8 +297,9 @@ mod tests {
         // A connection that closes gives its slot back.
         drop(first);
         assert_eq!(cluster.status().connections_active, 1);
-        let third = cluster.try_open_connection().unwrap();
-        drop((second, third));
+        let fourth = cluster.open_connection();
+        assert_eq!(cluster.status().connection_overflows, 1);
+        drop((second, fourth));
         let status = cluster.status();
         assert_eq!(
             (
@@ -306,7 +325,7 @@ mod tests {
         };
         update(2);
         let old = manager.get("c").unwrap();
-        let open = old.try_open_connection().unwrap();
+        let open = old.open_connection();
         let pending = old.try_start_pending().unwrap();
         // The threshold drops to 1: the connection opened before the update fills it.
         update(1);
@@ -314,13 +333,12 @@ mod tests {
         assert!(!Arc::ptr_eq(&old, &new));
         assert_eq!(new.status().connections_active, 1);
         assert_eq!(new.status().pending_active, 1);
-        assert_eq!(
-            new.try_open_connection().unwrap_err().threshold,
-            BreakerThreshold::MaxConnections
-        );
-        drop((open, pending));
+        let over = new.open_connection();
+        assert_eq!(new.status().connection_overflows, 1);
+        drop((open, pending, over));
         assert_eq!(new.status().connections_active, 0);
         assert_eq!(new.status().pending_active, 0);
-        assert!(new.try_open_connection().is_ok());
+        let _within = new.open_connection();
+        assert_eq!(new.status().connection_overflows, 1);
     }
 }

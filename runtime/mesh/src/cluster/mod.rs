@@ -209,14 +209,14 @@ impl Cluster {
         self.addresses.binary_search(&address).is_ok()
     }
 
-    /// Circuit breaker on open connections (`max_connections`), taken before a new connection
-    /// is opened and held by it until it closes; `Err(Overflow)` → the caller answers 503 UO.
-    pub fn try_open_connection(&self) -> Result<ConnectionPermit, Overflow> {
-        breaker::acquire_connection(
-            &self.breakers,
-            self.spec.circuit_breakers.max_connections,
-            &self.name,
-        )
+    /// A slot under `max_connections` for a connection about to be opened to an endpoint that
+    /// has none, held by the connection until it closes. As in Envoy's HTTP connection pools,
+    /// the connection is opened even when the cluster is at the threshold (counted as an
+    /// overflow, Envoy's `upstream_cx_overflow`): otherwise requests balanced to that endpoint
+    /// would have no way to reach it. HTTP/2 multiplexes every request to an endpoint over its
+    /// one connection, so `max_connections` never fails a request here.
+    pub fn open_connection(&self) -> ConnectionPermit {
+        breaker::acquire_connection(&self.breakers, self.spec.circuit_breakers.max_connections)
     }
 
     /// Circuit breaker on concurrent requests (`max_requests`); `Err(Overflow)` → the caller
@@ -271,6 +271,7 @@ impl Cluster {
             lb_policy: lb_policy_name(self.spec.lb_policy),
             thresholds: self.spec.circuit_breakers.into(),
             connections_active: self.breakers.active(BreakerThreshold::MaxConnections),
+            connection_overflows: self.breakers.connection_overflows(),
             requests_active: self.breakers.active(BreakerThreshold::MaxRequests),
             pending_active: self.breakers.active(BreakerThreshold::MaxPendingRequests),
             retries_active: self.breakers.active(BreakerThreshold::MaxRetries),

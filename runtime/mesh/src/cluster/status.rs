@@ -16,6 +16,8 @@ pub struct ClusterStatus {
     /// Connections (open or connecting), requests, pending requests and retries holding a
     /// circuit-breaker slot now.
     pub connections_active: u32,
+    /// Connections opened beyond `max_connections` so far (Envoy's `upstream_cx_overflow`).
+    pub connection_overflows: u64,
     pub requests_active: u32,
     pub pending_active: u32,
     pub retries_active: u32,
