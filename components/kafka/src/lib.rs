@@ -1067,15 +1067,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_silent_broker_fails_init_with_the_brokers_named_before_the_init_timeout() {
-        // Accepts connections and never answers, like a broker behind a black-holing firewall.
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
-        let brokers = listener.local_addr().expect("address").to_string();
-        std::thread::spawn(move || {
-            let mut held = Vec::new();
-            for stream in listener.incoming().flatten() {
-                held.push(stream);
-            }
-        });
+        let brokers = outrigger_test_harness::silent_peer().to_string();
         let init_timeout = Duration::from_millis(1500);
         let metadata = ComponentMetadata::from_pairs([("brokers", brokers.as_str())])
             .with_init_timeout(init_timeout);

@@ -17,6 +17,14 @@ fn listener(name: &str, route_config_name: &str) -> Listener {
     listener_with_manager(name, &manager)
 }
 
+/// Route configuration `outrigger` with one virtual host whose one route goes to `cluster`.
+fn outrigger_routes(host: &str, domains: &[&str], cluster: &str) -> [Any; 1] {
+    [any(&route_config(
+        "outrigger",
+        vec![virtual_host(host, domains, vec![route_to(cluster)])],
+    ))]
+}
+
 fn store_with_clusters() -> ResourceStore {
     let mut store = ResourceStore::new("outrigger");
     store
@@ -79,10 +87,7 @@ fn route_configurations_inline_in_listeners_join_the_snapshot_after_the_rds_ones
         .apply(
             ROUTE_TYPE,
             "r1",
-            &[any(&route_config(
-                "outrigger",
-                vec![virtual_host("reviews", &["reviews"], vec![route_to("v1")])],
-            ))],
+            &outrigger_routes("reviews", &["reviews"], "v1"),
         )
         .unwrap();
     let manager = inline_routes_manager(route_config(
@@ -134,24 +139,10 @@ fn route_configurations_inline_in_listeners_join_the_snapshot_after_the_rds_ones
 fn rejected_update_keeps_the_previous_state() {
     let mut store = store_with_clusters();
     store
-        .apply(
-            ROUTE_TYPE,
-            "r1",
-            &[any(&route_config(
-                "outrigger",
-                vec![virtual_host("vh", &["*"], vec![route_to("v1")])],
-            ))],
-        )
+        .apply(ROUTE_TYPE, "r1", &outrigger_routes("vh", &["*"], "v1"))
         .unwrap();
     let error = store
-        .apply(
-            ROUTE_TYPE,
-            "r2",
-            &[any(&route_config(
-                "outrigger",
-                vec![virtual_host("vh", &["*"], vec![route_to("v9")])],
-            ))],
-        )
+        .apply(ROUTE_TYPE, "r2", &outrigger_routes("vh", &["*"], "v9"))
         .unwrap_err();
     assert_eq!(
         error.to_string(),
@@ -276,14 +267,7 @@ fn config_dump_renders_every_resource_with_its_type() {
         .apply(LISTENER_TYPE, "l1", &[any(&listener("a", "outrigger"))])
         .unwrap();
     store
-        .apply(
-            ROUTE_TYPE,
-            "r1",
-            &[any(&route_config(
-                "outrigger",
-                vec![virtual_host("vh", &["*"], vec![route_to("v1")])],
-            ))],
-        )
+        .apply(ROUTE_TYPE, "r1", &outrigger_routes("vh", &["*"], "v1"))
         .unwrap();
     // Re-applying an unchanged cluster keeps the version it was last changed in.
     store

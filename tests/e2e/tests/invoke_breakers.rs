@@ -12,9 +12,9 @@ use outrigger_e2e::mesh::{
     start_file_caller, static_cluster,
 };
 use outrigger_runtime::RunningSidecar;
+use outrigger_test_harness::silent_peer;
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::io::AsyncReadExt;
 
 async fn get(http: &reqwest::Client, caller: &RunningSidecar, path: &str) -> Answer {
     invoke_with(http, caller, Method::GET, "reviews", path, &[], None).await
@@ -41,24 +41,6 @@ fn counts(cluster: &Value) -> [u64; 4] {
         "retries_active",
     ]
     .map(|field| cluster[field].as_u64().unwrap_or(u64::MAX))
-}
-
-/// A peer that accepts TCP connections and reads them, but never answers: the HTTP/2
-/// handshake never completes.
-async fn silent_peer() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind the silent peer");
-    let address = listener.local_addr().expect("silent peer address");
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buffer = [0u8; 4096];
-                while stream.read(&mut buffer).await.is_ok_and(|read| read > 0) {}
-            });
-        }
-    });
-    address
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,7 +98,7 @@ async fn max_connections_counts_an_overflow_but_never_strands_an_endpoint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_pending_requests_overflows_while_a_connection_is_being_made() {
-    let silent = silent_peer().await;
+    let silent = silent_peer();
     let (_dir, caller) = start_file_caller(
         "productpage",
         vec![
@@ -192,7 +174,7 @@ async fn max_pending_requests_overflows_while_a_connection_is_being_made() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mirror_stuck_connecting_never_holds_up_the_main_request() {
     let backend = Backend::start("reviews", "primary").await;
-    let silent = silent_peer().await;
+    let silent = silent_peer();
     let (_dir, caller) = start_file_caller(
         "productpage",
         vec![

@@ -178,15 +178,7 @@ fn a_broker_that_is_down_at_start_up_fails_it_unless_errors_are_ignored() {
 
 #[test]
 fn a_silent_broker_fails_start_up_naming_the_brokers_within_the_init_timeout() {
-    // Accepts connections and never answers, like a broker behind a black-holing firewall.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
-    let brokers = listener.local_addr().expect("address").to_string();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming().flatten() {
-            held.push(stream);
-        }
-    });
+    let brokers = outrigger_test_harness::silent_peer().to_string();
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("kafka.yaml"),

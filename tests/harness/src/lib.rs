@@ -11,7 +11,7 @@ pub use kafka_broker::{KafkaBroker, KafkaUser, Scram};
 pub use redis_server::{RedisOptions, RedisServer};
 pub use sidecar::{Sidecar, SidecarBuilder, outrigger_binary};
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
@@ -19,4 +19,20 @@ pub fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
         .expect("bind 127.0.0.1:0")
+}
+
+/// A loopback peer that accepts TCP connections and never answers, like a server behind a
+/// black-holing firewall: connects succeed, handshakes and requests never complete. Lives as
+/// long as the test process.
+pub fn silent_peer() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the silent peer");
+    let address = listener.local_addr().expect("silent peer address");
+    std::thread::spawn(move || {
+        // Held, never read or closed: the peer neither answers nor hangs up.
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    address
 }
