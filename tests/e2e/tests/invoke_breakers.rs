@@ -4,7 +4,6 @@
 //! `max_pending_requests` overflow answers 503 with `UO` naming the threshold; every slot is
 //! given back.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use outrigger_e2e::mesh::{
