@@ -15,9 +15,9 @@ step() { printf '\n==> %s\n' "$*"; }
 # --- system packages -------------------------------------------------------------------
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-# rdkafka links the system OpenSSL (for SASL/TLS to Kafka).
+# The outrigger build compiles its own OpenSSL and zlib (rdkafka's vendored features); tansu's
+# build looks for zlib with pkg-config.
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
-dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then
     step "installing ${missing[*]} (apt)"

@@ -35,7 +35,8 @@ def main() -> None:
                         if len(fields) > 1:
                             self_cost[fn] += int(fields[1])
     for name, _ in sorted(self_cost.items(), key=lambda item: (-item[1], item[0])):
-        if not name.startswith("0x"):
+        # Addresses and callgrind's own entries such as "(below main)" name no symbol.
+        if not name.startswith(("0x", "(")):
             print(name)
 
 

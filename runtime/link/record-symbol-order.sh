@@ -3,12 +3,25 @@
 # state and publish benchmarks at a low rate and lists every function of the binary that ran.
 # The linker puts those first, so the code a running sidecar touches shares few pages.
 #
+# Symbol names carry a hash of their crate's dependencies, so a dependency update (or a changed
+# feature) renames many of them; re-record after one. `--check` only tells how many of the
+# listed functions the current release binary still has.
+#
 #   cargo build --release -p outrigger-runtime -p outrigger-e2e --bins
 #   runtime/link/record-symbol-order.sh        (needs valgrind, redis-server, nginx, tansu)
+#   runtime/link/record-symbol-order.sh --check
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 workspace=$(cd "$here/../.." && pwd)
 binary="$workspace/target/release/outrigger"
+if [ "${1:-}" = "--check" ]; then
+  listed=$(mktemp)
+  sort -u "$here/symbol-order.txt" > "$listed"
+  present=$(nm "$binary" | awk 'NF == 3 { print $3 }' | sort -u | comm -12 - "$listed" | wc -l)
+  echo "$present of $(wc -l < "$listed") listed functions are in $binary"
+  rm -f "$listed"
+  exit 0
+fi
 out=$(mktemp -d)
 wrapper="$out/outrigger-under-callgrind"
 # The harness kills the sidecar it started with SIGKILL, which callgrind cannot survive to write
