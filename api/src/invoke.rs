@@ -1,5 +1,6 @@
 //! Service invocation, protocol-neutral: what both servers hand to the mesh and get back.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use http::header::{HeaderMap, HeaderName, HeaderValue};
@@ -23,6 +24,8 @@ pub struct Invocation {
     pub kind: CallKind,
     /// The `google.protobuf.Any` type URL of gRPC invocation data, carried to the callee.
     pub data_type: Option<HeaderValue>,
+    /// The calling app's address on the API port (Envoy's downstream remote address).
+    pub source_ip: Option<IpAddr>,
 }
 
 /// Sends invocations through the mesh as this app.
@@ -68,7 +71,7 @@ impl InvokeApi {
                 headers,
                 body: invocation.body,
                 kind: invocation.kind,
-                source_ip: None,
+                source_ip: invocation.source_ip,
             })
             .await
             .map_err(ApiError::from)

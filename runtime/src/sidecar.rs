@@ -173,8 +173,13 @@ pub async fn start(config: Config) -> Result<RunningSidecar, StartError> {
                 tracing::debug!("TCP_NODELAY not set: {error}");
             }
         });
-        let serve =
-            axum::serve(http_listener, router).with_graceful_shutdown(stop.cancelled_owned());
+        let serve = axum::serve(
+            http_listener,
+            // The peer's address reaches invocations (`hash_policy` on the source IP,
+            // `%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%`).
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop.cancelled_owned());
         if let Err(error) = serve.await {
             tracing::error!("HTTP API server failed: {error}");
         }

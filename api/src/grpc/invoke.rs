@@ -21,6 +21,7 @@ pub async fn invoke_service(
     request: Request<runtime::InvokeServiceRequest>,
 ) -> Result<Response<common::InvokeResponse>, Status> {
     let headers = headers_of(request.metadata());
+    let source_ip = request.remote_addr().map(|address| address.ip());
     let request = request.into_inner();
     let message = request
         .message
@@ -61,6 +62,7 @@ pub async fn invoke_service(
                 .filter(|_| !data.type_url.is_empty()),
             body: OutboundBody::Buffered(Bytes::from(data.value)),
             kind: CallKind::Invoke,
+            source_ip,
         })
         .await
         .map_err(|error| to_status(&error))?;

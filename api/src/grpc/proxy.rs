@@ -9,6 +9,7 @@ use http::{Method, Request, Response};
 use outrigger_mesh::invoke::{APP_ID_HEADER, CallKind, OutboundBody};
 use outrigger_mesh::transport::box_body;
 use tonic::body::Body;
+use tonic::transport::server::TcpConnectInfo;
 
 use super::status::to_status;
 use crate::context::ApiContext;
@@ -103,6 +104,11 @@ async fn proxy(context: ApiContext, request: Request<Body>) -> Response<Body> {
         body: OutboundBody::Streaming(box_body(body)),
         kind: CallKind::GrpcProxy,
         data_type: None,
+        source_ip: parts
+            .extensions
+            .get::<TcpConnectInfo>()
+            .and_then(TcpConnectInfo::remote_addr)
+            .map(|address| address.ip()),
     };
     match context.invoke.invoke(invocation).await {
         Ok(response) => response.map(Body::new),

@@ -1,7 +1,9 @@
 //! `/v1.0/invoke/{app-id}/method/{method-path}` and HTTP proxy mode (`dapr-app-id` header).
 
+use std::net::SocketAddr;
+
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use outrigger_mesh::invoke::{APP_ID_HEADER, CallKind, OutboundBody, RESPONSE_FLAGS_HEADER};
 
@@ -58,6 +60,11 @@ async fn forward(
     request: Request,
 ) -> Response {
     let (parts, body) = request.into_parts();
+    // Present when the server was started with connect info (the sidecar's HTTP API is).
+    let source_ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip());
     let bytes = match read_limited(&parts.headers, body, context.max_body_size).await {
         Ok(bytes) => bytes,
         Err(error) => return error.into_response(),
@@ -70,6 +77,7 @@ async fn forward(
         body: OutboundBody::Buffered(bytes),
         kind: CallKind::Invoke,
         data_type: None,
+        source_ip,
     };
     match context.invoke.invoke(invocation).await {
         Ok(response) => response.map(Body::new),

@@ -223,6 +223,12 @@ impl Invoker {
         cluster_name: &mut Option<String>,
     ) -> Result<Response<MeshBody>, InvokeError> {
         let mut request = request;
+        // What `%…%` operators in added headers see of this request.
+        let format_context = router::FormatContext {
+            request_headers: None,
+            source_ip: request.source_ip,
+            start_time: std::time::SystemTime::now(),
+        };
         // `:authority` matchers see the target app id, as a mesh client would address it.
         if let Ok(host) = HeaderValue::from_str(&request.app_id) {
             request.headers.insert(http::header::HOST, host);
@@ -293,7 +299,14 @@ impl Invoker {
                 let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::OK);
                 let mut response = Response::new(full_body(body.clone().unwrap_or_default()));
                 *response.status_mut() = status;
-                apply_response_layers(&mut response, route, vhost, route_config, None);
+                apply_response_layers(
+                    &mut response,
+                    route,
+                    vhost,
+                    route_config,
+                    None,
+                    &format_context,
+                );
                 return Ok(response);
             }
             RouteAction::Redirect(redirect) => {
@@ -341,7 +354,7 @@ impl Invoker {
         let mut layers = Vec::with_capacity(4);
         layers.extend(weighted_headers);
         layers.extend([&route.headers, &vhost.headers, &route_config.headers]);
-        router::apply_request_mutations(&mut headers, &layers);
+        router::apply_request_mutations(&mut headers, &layers, &format_context);
         let upstream_path =
             router::rewrite_path(action, &route.matcher, &normalized_path_and_query);
         let authority = action
@@ -379,7 +392,14 @@ impl Invoker {
                 flags,
             )
             .await?;
-        apply_response_layers(&mut response, route, vhost, route_config, weighted_headers);
+        apply_response_layers(
+            &mut response,
+            route,
+            vhost,
+            route_config,
+            weighted_headers,
+            &format_context,
+        );
         Ok(response)
     }
 
@@ -813,9 +833,10 @@ fn apply_response_layers(
     vhost: &VirtualHost,
     route_config: &RouteConfig,
     weighted: Option<&crate::model::HeaderMutations>,
+    context: &router::FormatContext<'_>,
 ) {
     let mut layers = Vec::with_capacity(4);
     layers.extend(weighted);
     layers.extend([&route.headers, &vhost.headers, &route_config.headers]);
-    router::apply_response_mutations(response.headers_mut(), &layers);
+    router::apply_response_mutations(response.headers_mut(), &layers, context);
 }

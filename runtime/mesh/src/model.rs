@@ -268,7 +268,8 @@ pub struct HeaderMutations {
 pub struct HeaderValueOption {
     /// Lower-case name.
     pub name: String,
-    pub value: String,
+    /// The value, with Envoy's `%…%` operators filled in per request.
+    pub value: crate::router::HeaderFormat,
     /// `true`: append to existing values; `false`: replace them (Envoy's `append_action`).
     pub append: bool,
 }

@@ -59,6 +59,7 @@ use outrigger_mesh::model::{
     HealthStatus, LbPolicy, OutlierDetectionSpec, PathMatch, RouteAction, RouteConfig, RouteFault,
     StringPattern,
 };
+use outrigger_mesh::router::HeaderFormat;
 use outrigger_xds::convert::{
     ClusterEndpointSource, FieldError, convert_cluster, convert_listener, convert_load_assignment,
     convert_route_configuration,
@@ -1052,8 +1053,8 @@ fn header_mutations_at_every_level() {
     assert_eq!(virtual_host.headers.request_remove, ["x-drop"]);
     let route_header = &virtual_host.routes[0].headers.request_add[0];
     assert_eq!(
-        (route_header.name.as_str(), route_header.value.as_str()),
-        ("x-route", "3")
+        (route_header.name.as_str(), &route_header.value),
+        ("x-route", &HeaderFormat::literal("3"))
     );
     assert!(
         route_header.append,
@@ -1069,6 +1070,40 @@ fn header_mutations_at_every_level() {
     assert_eq!(
         convert(&config).unwrap_err().to_string(),
         "virtual_hosts[0].routes[0].request_headers_to_add[0].header.key: pseudo-header :path cannot be modified"
+    );
+
+    // Envoy's `%…%` operators: parsed when accepted, refused when unknown or unterminated.
+    config.virtual_hosts[0].routes[0].request_headers_to_add = vec![header_option(
+        "x-client",
+        "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% 100%%",
+        None,
+        HeaderAppendAction::OverwriteIfExistsOrAdd,
+    )];
+    let converted = convert(&config).unwrap();
+    assert_ne!(
+        converted.virtual_hosts[0].routes[0].headers.request_add[0].value,
+        HeaderFormat::literal("%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% 100%%")
+    );
+    config.virtual_hosts[0].routes[0].request_headers_to_add = vec![header_option(
+        "x-share",
+        "50%",
+        None,
+        HeaderAppendAction::OverwriteIfExistsOrAdd,
+    )];
+    assert_eq!(
+        convert(&config).unwrap_err().to_string(),
+        "virtual_hosts[0].routes[0].request_headers_to_add[0].header.value: \"50%\": unterminated operator at position 2 (a literal % is written %%)"
+    );
+    config.virtual_hosts[0].routes[0].request_headers_to_add = Vec::new();
+    config.virtual_hosts[0].response_headers_to_add = vec![header_option(
+        "x-echo",
+        "%REQ(x-user)%",
+        None,
+        HeaderAppendAction::OverwriteIfExistsOrAdd,
+    )];
+    assert_eq!(
+        convert(&config).unwrap_err().to_string(),
+        "virtual_hosts[0].response_headers_to_add[0].header.value: \"%REQ(x-user)%\": %REQ(...)% is supported in request headers only"
     );
 }
 

@@ -360,6 +360,10 @@ async fn route_header_mutations_and_path_rewrites_reach_the_app() {
         { "header": { "key": "x-legacy-replaced", "value": "mesh" }, "append": false },
         { "header": { "key": "x-legacy-appended", "value": "mesh" }, "append": true },
         { "header": { "key": "x-new", "value": "mesh" }, "appendAction": "OVERWRITE_IF_EXISTS_OR_ADD" },
+        // Envoy's command operators: filled in per request; `%%` is a literal `%`.
+        { "header": { "key": "x-client-ip", "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%" } },
+        { "header": { "key": "x-kept-copy", "value": "was %REQ(x-kept)%" } },
+        { "header": { "key": "x-share", "value": "100%%" } },
     ]);
     headers_route["requestHeadersToRemove"] = json!(["x-remove-me"]);
     headers_route["responseHeadersToAdd"] = json!([
@@ -424,6 +428,9 @@ async fn route_header_mutations_and_path_rewrites_reach_the_app() {
         ("x-new", json!(["mesh"])),
         ("x-kept", json!(["client"])),
         ("x-remove-me", Value::Null),
+        ("x-client-ip", json!(["127.0.0.1"])),
+        ("x-kept-copy", json!(["was client"])),
+        ("x-share", json!(["100%"])),
     ];
     for (name, values) in expected {
         assert_eq!(seen[name], values, "{name}: the app saw {seen:#}");
@@ -582,6 +589,35 @@ async fn ring_hash_on_a_header_keeps_each_user_on_one_endpoint() {
         used.len() > 1,
         "every user landed on the same endpoint: {placed:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ring_hash_on_the_source_ip_keeps_the_app_on_one_endpoint() {
+    let mut backends = Vec::new();
+    for version in ["v1", "v2", "v3"] {
+        backends.push(Backend::start("reviews", version).await);
+    }
+    let endpoints: Vec<_> = backends.iter().map(Backend::mesh).collect();
+    let (_dir, caller) = start_file_caller(
+        "productpage",
+        vec![
+            static_cluster("reviews", &endpoints, json!({ "lbPolicy": "RING_HASH" })),
+            route_config(
+                "reviews",
+                vec![prefix_route(
+                    "/",
+                    "reviews",
+                    json!({ "hashPolicy": [{ "connectionProperties": { "sourceIp": true } }] }),
+                )],
+            ),
+        ],
+    )
+    .await;
+
+    // The app always calls from 127.0.0.1: one hash, one endpoint. Without the caller's
+    // address the policy would have nothing to hash and the ring would spread the calls.
+    let counts = versions(&reqwest::Client::new(), &caller, &[], 60).await;
+    assert_eq!(counts.len(), 1, "spread over several endpoints: {counts:?}");
 }
 
 /// `/stats` as a map.

@@ -2,37 +2,64 @@
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
+use super::format::FormatContext;
 use crate::model::{HeaderMutations, HeaderValueOption};
 
 /// Applies the request mutations of `layers`, given most specific first (weighted cluster,
 /// route, virtual host, route config).
 ///
-/// All removals happen first, then additions from the least to the most specific layer, so
+/// Added values are formatted first, against the request headers as they arrived (`%REQ(x)%`).
+/// Then all removals happen, then additions from the least to the most specific layer, so
 /// that when two layers replace the same header (`append: false`) the more specific one wins.
 /// `append: false` replaces every existing value; `append: true` adds a value. As with
-/// Envoy's default `keep_empty_value: false`, an empty value is not added. Invalid names or
-/// values are skipped with a warning.
-pub fn apply_request_mutations(headers: &mut HeaderMap, layers: &[&HeaderMutations]) {
-    apply(headers, layers, |layer| {
-        (&layer.request_remove, &layer.request_add)
-    });
+/// Envoy's default `keep_empty_value: false`, a value that formats to nothing is not added.
+/// Invalid names or values are skipped with a warning.
+pub fn apply_request_mutations(
+    headers: &mut HeaderMap,
+    layers: &[&HeaderMutations],
+    context: &FormatContext<'_>,
+) {
+    let context = FormatContext {
+        request_headers: Some(&*headers),
+        ..*context
+    };
+    let additions = formatted(layers, &context, |layer| &layer.request_add);
+    apply(headers, layers, additions, |layer| &layer.request_remove);
 }
 
 /// Applies the response mutations of `layers`, given most specific first; the same rules as
 /// [`apply_request_mutations`].
-pub fn apply_response_mutations(headers: &mut HeaderMap, layers: &[&HeaderMutations]) {
-    apply(headers, layers, |layer| {
-        (&layer.response_remove, &layer.response_add)
-    });
+pub fn apply_response_mutations(
+    headers: &mut HeaderMap,
+    layers: &[&HeaderMutations],
+    context: &FormatContext<'_>,
+) {
+    let additions = formatted(layers, context, |layer| &layer.response_add);
+    apply(headers, layers, additions, |layer| &layer.response_remove);
+}
+
+/// Every addition of `layers`, least specific first, with its value formatted.
+fn formatted<'a>(
+    layers: &[&'a HeaderMutations],
+    context: &FormatContext<'_>,
+    additions: impl Fn(&'a HeaderMutations) -> &'a Vec<HeaderValueOption>,
+) -> Vec<(&'a HeaderValueOption, String)> {
+    layers
+        .iter()
+        .rev()
+        .flat_map(|layer| additions(layer))
+        .map(|option| (option, option.value.render(context)))
+        .collect()
 }
 
 fn apply(
     headers: &mut HeaderMap,
     layers: &[&HeaderMutations],
-    direction: impl Fn(&HeaderMutations) -> (&Vec<String>, &Vec<HeaderValueOption>),
+    additions: Vec<(&HeaderValueOption, String)>,
+    removals: impl Fn(&HeaderMutations) -> &Vec<String>,
 ) {
     for layer in layers {
-        for name in direction(layer).0 {
+        for name in removals(layer) {
             match HeaderName::from_bytes(name.as_bytes()) {
                 Ok(name) => {
                     headers.remove(name);
@@ -43,22 +70,20 @@ fn apply(
             }
         }
     }
-    for layer in layers.iter().rev() {
-        for option in direction(layer).1 {
-            add_header(headers, option);
-        }
+    for (option, value) in additions {
+        add_header(headers, option, &value);
     }
 }
 
-fn add_header(headers: &mut HeaderMap, option: &HeaderValueOption) {
-    if option.value.is_empty() {
+fn add_header(headers: &mut HeaderMap, option: &HeaderValueOption, value: &str) {
+    if value.is_empty() {
         return;
     }
     let Ok(name) = HeaderName::from_bytes(option.name.as_bytes()) else {
         tracing::warn!(header = %option.name, "skipping an added header with an invalid name");
         return;
     };
-    let Ok(value) = HeaderValue::from_str(&option.value) else {
+    let Ok(value) = HeaderValue::from_str(value) else {
         tracing::warn!(header = %option.name, "skipping an added header with an invalid value");
         return;
     };
@@ -72,11 +97,28 @@ fn add_header(headers: &mut HeaderMap, option: &HeaderValueOption) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::router::format::{HeaderDirection, HeaderFormat};
+
+    fn context() -> FormatContext<'static> {
+        FormatContext {
+            request_headers: None,
+            source_ip: Some("10.0.0.7".parse().unwrap()),
+            start_time: std::time::SystemTime::now(),
+        }
+    }
+
+    fn apply_request_mutations(headers: &mut HeaderMap, layers: &[&HeaderMutations]) {
+        super::apply_request_mutations(headers, layers, &context());
+    }
+
+    fn apply_response_mutations(headers: &mut HeaderMap, layers: &[&HeaderMutations]) {
+        super::apply_response_mutations(headers, layers, &context());
+    }
 
     fn add(name: &str, value: &str, append: bool) -> HeaderValueOption {
         HeaderValueOption {
             name: name.into(),
-            value: value.into(),
+            value: HeaderFormat::parse(value, HeaderDirection::Request).unwrap(),
             append,
         }
     }
@@ -185,5 +227,29 @@ mod tests {
         assert!(headers.get("server").is_none());
         assert!(headers.get("x-request-only").is_none());
         assert_eq!(values(&headers, "x-served-by"), ["route"]);
+    }
+
+    #[test]
+    fn values_are_formatted_against_the_request_as_it_arrived() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-user", HeaderValue::from_static("jason"));
+        let layer = request_layer(
+            vec![
+                add(
+                    "x-client-ip",
+                    "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+                    false,
+                ),
+                add("x-was-user", "%REQ(x-user)%", false),
+                add("x-user", "replaced", false),
+                add("x-empty", "%REQ(x-missing)%", false),
+            ],
+            &["x-user"],
+        );
+        apply_request_mutations(&mut headers, &[&layer]);
+        assert_eq!(values(&headers, "x-client-ip"), ["10.0.0.7"]);
+        assert_eq!(values(&headers, "x-was-user"), ["jason"]);
+        assert_eq!(values(&headers, "x-user"), ["replaced"]);
+        assert!(headers.get("x-empty").is_none());
     }
 }

@@ -8,6 +8,7 @@
 
 mod domain;
 mod fault;
+mod format;
 mod hash;
 mod headers;
 mod matching;
@@ -19,6 +20,7 @@ mod weighted;
 
 pub use domain::{find_virtual_host, resolve_app_id};
 pub use fault::{FaultDecision, decide_fault, effective_fault};
+pub use format::{FormatContext, HeaderDirection, HeaderFormat};
 pub use hash::request_hash;
 pub use headers::{apply_request_mutations, apply_response_mutations};
 pub use matching::{RequestFacts, match_route, route_matches};

@@ -4,6 +4,7 @@ use envoy_types::pb::envoy::config::core::v3::{
     HeaderValueOption as ProtoHeaderValueOption, header_value_option::HeaderAppendAction,
 };
 use outrigger_mesh::model::{HeaderMutations, HeaderValueOption};
+use outrigger_mesh::router::{HeaderDirection, HeaderFormat};
 
 use super::matchers::header_name;
 use super::{AtField, FieldError};
@@ -19,9 +20,11 @@ pub(crate) struct HeaderFields<'a> {
 
 pub(crate) fn header_mutations(fields: HeaderFields<'_>) -> Result<HeaderMutations, FieldError> {
     Ok(HeaderMutations {
-        request_add: header_options(fields.request_add).at("request_headers_to_add")?,
+        request_add: header_options(fields.request_add, HeaderDirection::Request)
+            .at("request_headers_to_add")?,
         request_remove: header_removals(fields.request_remove).at("request_headers_to_remove")?,
-        response_add: header_options(fields.response_add).at("response_headers_to_add")?,
+        response_add: header_options(fields.response_add, HeaderDirection::Response)
+            .at("response_headers_to_add")?,
         response_remove: header_removals(fields.response_remove)
             .at("response_headers_to_remove")?,
     })
@@ -29,16 +32,20 @@ pub(crate) fn header_mutations(fields: HeaderFields<'_>) -> Result<HeaderMutatio
 
 fn header_options(
     options: &[ProtoHeaderValueOption],
+    direction: HeaderDirection,
 ) -> Result<Vec<HeaderValueOption>, FieldError> {
     options
         .iter()
         .enumerate()
-        .map(|(index, option)| header_option(option).at_index("", index))
+        .map(|(index, option)| header_option(option, direction).at_index("", index))
         .collect()
 }
 
 #[allow(deprecated)] // `append` is deprecated in favour of `append_action`, but still honoured.
-fn header_option(option: &ProtoHeaderValueOption) -> Result<HeaderValueOption, FieldError> {
+fn header_option(
+    option: &ProtoHeaderValueOption,
+    direction: HeaderDirection,
+) -> Result<HeaderValueOption, FieldError> {
     let header = option
         .header
         .as_ref()
@@ -50,12 +57,16 @@ fn header_option(option: &ProtoHeaderValueOption) -> Result<HeaderValueOption, F
             format!("pseudo-header {name} cannot be modified"),
         ));
     }
-    let value = if header.raw_value.is_empty() {
-        header.value.clone()
+    let (field, value) = if header.raw_value.is_empty() {
+        ("header.value", header.value.clone())
     } else {
-        String::from_utf8(header.raw_value.clone())
-            .map_err(|_| FieldError::new("header.raw_value", "is not valid UTF-8"))?
+        let value = String::from_utf8(header.raw_value.clone())
+            .map_err(|_| FieldError::new("header.raw_value", "is not valid UTF-8"))?;
+        ("header.raw_value", value)
     };
+    // Envoy formats added values: `%…%` operators are filled in per request, `%%` is a `%`.
+    let value =
+        HeaderFormat::parse(&value, direction).map_err(|reason| FieldError::new(field, reason))?;
     // Envoy: the deprecated `append`, when set, wins over `append_action`.
     let append = match &option.append {
         Some(append) => append.value,
