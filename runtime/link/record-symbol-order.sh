@@ -7,7 +7,6 @@
 # feature) renames many of them; re-record after one. `--check` only tells how many of the
 # listed functions the current release binary still has.
 #
-#   cargo build --release -p outrigger-runtime -p outrigger-e2e --bins
 #   runtime/link/record-symbol-order.sh        (needs valgrind, redis-server, nginx, tansu)
 #   runtime/link/record-symbol-order.sh --check
 set -eu
@@ -40,6 +39,11 @@ dump_and_stop() {
   done
 }
 cd "$workspace"
+# The sidecar is built on its own, as `cargo build --release` builds it: built together with
+# the benchmarks, its dependencies would get their features unified with theirs, and every
+# symbol name would differ from the product's.
+cargo build --release --locked -p outrigger-e2e --bins
+cargo build --release --locked -p outrigger-runtime --bin outrigger
 OUTRIGGER_BIN="$wrapper" target/release/invoke-bench 5 50 4 >/dev/null
 dump_and_stop
 OUTRIGGER_BIN="$wrapper" target/release/state-bench 300 >/dev/null
@@ -47,5 +51,6 @@ dump_and_stop
 OUTRIGGER_BIN="$wrapper" target/release/publish-bench 300 3 >/dev/null
 dump_and_stop
 python3 "$here/callgrind-symbols.py" "$binary" "$out"/cg.*.* > "$here/symbol-order.txt"
-echo "$(wc -l < "$here/symbol-order.txt") symbols in $here/symbol-order.txt"
+echo "$(wc -l < "$here/symbol-order.txt") symbols in $here/symbol-order.txt; rebuild with" \
+  "cargo build --release -p outrigger-runtime to lay them out"
 rm -rf "$out"
