@@ -30,7 +30,14 @@ async fn caller_routing_to(
         static_cluster("target", &[target], json!({})),
         route_config(
             app_id,
-            vec![json!({ "match": { "prefix": "/" }, "route": { "cluster": "target" } })],
+            vec![json!({
+                "match": { "prefix": "/" },
+                "route": { "cluster": "target" },
+                // The caller's address, as the gRPC API saw it.
+                "requestHeadersToAdd": [
+                    { "header": { "key": "x-client-ip", "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%" } },
+                ],
+            })],
         ),
     ];
     write_xds_file(&file, &discovery_response("1", resources));
@@ -94,6 +101,7 @@ async fn invoke_service_reaches_an_http_app_with_verb_query_and_body() {
     assert_eq!(echoed["body"], "hello");
     assert_eq!(echoed["headers"]["content-type"], "text/plain");
     assert_eq!(echoed["headers"]["dapr-caller-app-id"], "caller");
+    assert_eq!(echoed["headers"]["x-client-ip"], "127.0.0.1");
     assert!(
         answer.content_type.starts_with("application/json")
             || answer.content_type.is_empty()
