@@ -39,6 +39,8 @@ dump_and_stop() {
   done
 }
 cd "$workspace"
+# Where tests/run-all.sh installs the broker publish-bench starts.
+export TANSU_BIN="${TANSU_BIN:-$HOME/.cache/outrigger/tansu/bin/tansu}"
 # The sidecar is built on its own, as `cargo build --release` builds it: built together with
 # the benchmarks, its dependencies would get their features unified with theirs, and every
 # symbol name would differ from the product's.

@@ -547,14 +547,14 @@ async fn redirect_answers_302_with_the_new_location_without_calling_the_app() {
     assert_eq!(answer.version(), Some("v1"), "{answer:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ring_hash_on_a_header_keeps_each_user_on_one_endpoint() {
+/// Three `reviews` versions behind a RING_HASH cluster whose one route hashes with `policy`.
+async fn ring_hash_caller(policy: Value) -> (Vec<Backend>, tempfile::TempDir, RunningSidecar) {
     let mut backends = Vec::new();
     for version in ["v1", "v2", "v3"] {
         backends.push(Backend::start("reviews", version).await);
     }
     let endpoints: Vec<_> = backends.iter().map(Backend::mesh).collect();
-    let (_dir, caller) = start_file_caller(
+    let (dir, caller) = start_file_caller(
         "productpage",
         vec![
             static_cluster("reviews", &endpoints, json!({ "lbPolicy": "RING_HASH" })),
@@ -563,12 +563,19 @@ async fn ring_hash_on_a_header_keeps_each_user_on_one_endpoint() {
                 vec![prefix_route(
                     "/",
                     "reviews",
-                    json!({ "hashPolicy": [{ "header": { "headerName": "x-user" } }] }),
+                    json!({ "hashPolicy": [policy] }),
                 )],
             ),
         ],
     )
     .await;
+    (backends, dir, caller)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ring_hash_on_a_header_keeps_each_user_on_one_endpoint() {
+    let (_backends, _dir, caller) =
+        ring_hash_caller(json!({ "header": { "headerName": "x-user" } })).await;
 
     let http = reqwest::Client::new();
     let mut placed: BTreeMap<String, String> = BTreeMap::new();
@@ -593,26 +600,8 @@ async fn ring_hash_on_a_header_keeps_each_user_on_one_endpoint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ring_hash_on_the_source_ip_keeps_the_app_on_one_endpoint() {
-    let mut backends = Vec::new();
-    for version in ["v1", "v2", "v3"] {
-        backends.push(Backend::start("reviews", version).await);
-    }
-    let endpoints: Vec<_> = backends.iter().map(Backend::mesh).collect();
-    let (_dir, caller) = start_file_caller(
-        "productpage",
-        vec![
-            static_cluster("reviews", &endpoints, json!({ "lbPolicy": "RING_HASH" })),
-            route_config(
-                "reviews",
-                vec![prefix_route(
-                    "/",
-                    "reviews",
-                    json!({ "hashPolicy": [{ "connectionProperties": { "sourceIp": true } }] }),
-                )],
-            ),
-        ],
-    )
-    .await;
+    let (_backends, _dir, caller) =
+        ring_hash_caller(json!({ "connectionProperties": { "sourceIp": true } })).await;
 
     // The app always calls from 127.0.0.1: one hash, one endpoint. Without the caller's
     // address the policy would have nothing to hash and the ring would spread the calls.

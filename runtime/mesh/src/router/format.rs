@@ -4,6 +4,7 @@
 //! As in Envoy, `%%` is a literal `%`, a `%` that opens no operator rejects the configuration,
 //! and so does an operator this data plane cannot fill in (rather than sending it literally).
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::OnceLock;
 use std::time::SystemTime;
@@ -94,8 +95,14 @@ impl HeaderFormat {
         Ok(Self { parts })
     }
 
-    /// The value for one request; empty when every part came out empty.
-    pub fn render(&self, context: &FormatContext<'_>) -> String {
+    /// The value for one request; empty when every part came out empty. A value without
+    /// operators, the usual case, is borrowed rather than copied for every request.
+    pub fn render(&self, context: &FormatContext<'_>) -> Cow<'_, str> {
+        match self.parts.as_slice() {
+            [] => return Cow::Borrowed(""),
+            [FormatPart::Literal(text)] => return Cow::Borrowed(text),
+            _ => {}
+        }
         let mut out = String::new();
         for part in &self.parts {
             match part {
@@ -130,7 +137,7 @@ impl HeaderFormat {
                 }
             }
         }
-        out
+        Cow::Owned(out)
     }
 }
 
@@ -204,11 +211,13 @@ mod tests {
 
     fn render(value: &str, headers: &HeaderMap) -> String {
         let format = HeaderFormat::parse(value, HeaderDirection::Request).unwrap();
-        format.render(&FormatContext {
-            request_headers: Some(headers),
-            source_ip: Some("10.1.2.3".parse().unwrap()),
-            start_time: UNIX_EPOCH + Duration::from_millis(1_795_000_000_123),
-        })
+        format
+            .render(&FormatContext {
+                request_headers: Some(headers),
+                source_ip: Some("10.1.2.3".parse().unwrap()),
+                start_time: UNIX_EPOCH + Duration::from_millis(1_795_000_000_123),
+            })
+            .into_owned()
     }
 
     #[test]
@@ -252,6 +261,13 @@ mod tests {
         );
         let error = HeaderFormat::parse("%REQ(x-user):ten%", request).unwrap_err();
         assert!(error.contains("is not a number"), "{error}");
+        let error = HeaderFormat::parse("%REQ(x-user%", request).unwrap_err();
+        assert!(error.contains("missing its closing parenthesis"), "{error}");
+        let error = HeaderFormat::parse("%REQ(x-user)junk%", request).unwrap_err();
+        assert!(
+            error.contains("unexpected \"junk\" after %REQ(...)%"),
+            "{error}"
+        );
         let error = HeaderFormat::parse("%REQ(bad header)%", request).unwrap_err();
         assert!(error.contains("does not name a header"), "{error}");
         let error = HeaderFormat::parse("%REQ(x-user)%", HeaderDirection::Response).unwrap_err();

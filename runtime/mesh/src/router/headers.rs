@@ -1,5 +1,7 @@
 //! Request and response header mutations (`*_headers_to_add` / `*_headers_to_remove`).
 
+use std::borrow::Cow;
+
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::format::FormatContext;
@@ -43,7 +45,7 @@ fn formatted<'a>(
     layers: &[&'a HeaderMutations],
     context: &FormatContext<'_>,
     additions: impl Fn(&'a HeaderMutations) -> &'a Vec<HeaderValueOption>,
-) -> Vec<(&'a HeaderValueOption, String)> {
+) -> Vec<(&'a HeaderValueOption, Cow<'a, str>)> {
     layers
         .iter()
         .rev()
@@ -55,7 +57,7 @@ fn formatted<'a>(
 fn apply(
     headers: &mut HeaderMap,
     layers: &[&HeaderMutations],
-    additions: Vec<(&HeaderValueOption, String)>,
+    additions: Vec<(&HeaderValueOption, Cow<'_, str>)>,
     removals: impl Fn(&HeaderMutations) -> &Vec<String>,
 ) {
     for layer in layers {
